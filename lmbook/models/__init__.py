@@ -1,0 +1,1 @@
+"""Models built on lmbook.attention (work in progress: see issue 3)."""

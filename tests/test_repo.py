@@ -1,0 +1,114 @@
+"""The repository agrees with itself: config, table of contents, notebooks, dependencies, citations."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import colab_cell  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+CHAPTER_ORDER = ["01_background", "02_core_concepts", "03_attention", "04_pretraining",
+                 "05_bert_practice", "06_applications", "07_tools", "08_outlook", "09_faq"]
+
+
+def load_nb(path):
+    return json.loads(path.read_text())
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def test_config_executes_nothing_and_builds_toc_only():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert cfg["only_build_toc_files"] is True
+    assert cfg["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
+    assert cfg["bibtex_bibfiles"] == ["chapters/references.bib"]
+
+
+def test_toc_lists_front_page_and_nine_chapters_in_order():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["root"] == "chapters/index"
+    files = [Path(c["file"]).name for c in toc["chapters"]]
+    assert files[:9] == CHAPTER_ORDER
+    for name in files:
+        found = list((ROOT / "chapters").glob(name + ".*"))
+        found = [p for p in found if p.suffix in (".md", ".ipynb")]
+        assert len(found) == 1, f"chapters/{name}: expected one .md or .ipynb, found {found}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_with_colab_cell_then_setup(path):
+    cells = code_cells(load_nb(path))
+    first = cells[0]
+    assert "".join(first["source"]) == colab_cell.cell_source(), (
+        f"{path.name}: the first cell differs from tools/colab_cell.py; run `python tools/colab_cell.py --fix`")
+    assert "remove-cell" in first["metadata"].get("tags", [])
+    assert "lmbook.setup(" in "".join(cells[1]["source"]), f"{path.name}: second code cell must call lmbook.setup()"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_policy(path):
+    """No nbval-skip; an ignored output is followed by a cell that asserts what the page claims."""
+    cells = code_cells(load_nb(path))
+    for i, cell in enumerate(cells):
+        tags = cell["metadata"].get("tags", [])
+        src = "".join(cell["source"])
+        assert "nbval-skip" not in tags, f"{path.name}: nbval-skip is not allowed (cell {i})"
+        assert "NBVAL_" not in src, f"{path.name}: use cell tags, not NBVAL_ comments (cell {i})"
+        if "nbval-ignore-output" in tags:
+            nxt = "".join(cells[i + 1]["source"]) if i + 1 < len(cells) else ""
+            assert re.search(r"^\s*assert\b", nxt, re.M) or "assert" in src.split("\n")[-1], (
+                f"{path.name}: cell {i} ignores its output but no assert follows it")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    expected = set(project["project"]["dependencies"])
+    for extra in ("book", "test"):
+        expected |= set(project["project"]["optional-dependencies"][extra])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    listed = {p for p in pip if not p.startswith("-e")}
+    assert listed == expected, f"only in environment.yml: {listed - expected}; only in pyproject: {expected - listed}"
+    text = (ROOT / "environment.yml").read_text()
+    for pkg in project["tool"]["lmbook"]["data-packages"]:
+        assert pkg in text, f"environment.yml does not mention data package {pkg}"
+
+
+def test_lock_pins_every_direct_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lock = {re.split(r"==", line)[0].lower().replace("_", "-")
+            for line in (ROOT / "requirements-lock.txt").read_text().splitlines()
+            if line and not line.startswith("#")}
+    reqs = list(project["project"]["dependencies"])
+    for extra in ("book", "test"):
+        reqs += project["project"]["optional-dependencies"][extra]
+    for req in reqs:
+        name = re.split(r"[<>=!~ \[]", req)[0].lower().replace("_", "-")
+        if name == "torch":
+            continue  # installed by tools/setup_env.sh: the CPU wheel, or the CUDA torch already there
+        assert name in lock, f"{name} is not pinned in requirements-lock.txt (run tools/lock.sh)"
+
+
+def test_every_citation_is_in_the_bibliography():
+    bib = (ROOT / "chapters" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,\s]+),", bib))
+    dupes = {k for k in keys if len(re.findall(r"@\w+\{" + re.escape(k) + ",", bib)) > 1}
+    assert not dupes, f"duplicate bibliography keys: {dupes}"
+    cited = set()
+    for page in list((ROOT / "chapters").glob("*.md")) + NOTEBOOKS:
+        text = page.read_text()
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            cited |= {k.strip() for k in group.split(",")}
+    missing = cited - keys
+    assert not missing, f"cited but not in chapters/references.bib: {sorted(missing)}"
