@@ -165,6 +165,8 @@ class SinusoidalPositions(nn.Module):
         self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
 
     def forward(self, x):
+        if x.dim() != 3 or x.shape[-1] != self.pe.shape[1]:
+            raise ValueError(f"expected x of shape (batch, seq_len, {self.pe.shape[1]}), got {tuple(x.shape)}")
         T = x.shape[1]
         if T > self.pe.shape[0]:
             raise ValueError(f"sequence of {T} positions is longer than max_len={self.pe.shape[0]}")
