@@ -25,7 +25,7 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
 
 if "$PY" -c 'import torch' 2>/dev/null; then
-  say "torch $("$PY" -c 'import torch; print(torch.__version__)') already installed: kept"
+  say "torch $("$PY" -W ignore -c 'import torch; print(torch.__version__)') already installed: kept"
 else
   # A find-links folder that holds the CPU wheel (as on the book's CI machines) is used as is;
   # elsewhere the CPU wheel comes from PyTorch's own CPU index.
@@ -35,7 +35,7 @@ else
   else
     "${PIP[@]}" "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
   fi
-  say "installed torch $("$PY" -c 'import torch; print(torch.__version__)') (CPU)"
+  say "installed torch $("$PY" -W ignore -c 'import torch; print(torch.__version__)') (CPU)"
 fi
 
 "${PIP[@]}" -c requirements-lock.txt -e ".[book,test]"
