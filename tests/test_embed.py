@@ -1,0 +1,72 @@
+"""Mean-pooled sentence embeddings and cosine similarity (lmbook.embed), on a tiny random BERT
+with the packaged WordPiece tokenizer, and once on the packaged all-MiniLM-L6-v2."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmbook import embed
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import transformers
+
+    from lmbook.pretrained import packaged_bert_dir
+
+    tok = transformers.BertTokenizerFast.from_pretrained(packaged_bert_dir())
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=32)
+    return tok, transformers.BertModel(cfg).eval()
+
+
+def test_mean_pool_ignores_padding():
+    h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    m = torch.tensor([[1, 1, 0]])
+    assert torch.allclose(embed.mean_pool(h, m), torch.tensor([[2.0, 3.0]]))
+    with pytest.raises(ValueError, match="attention_mask"):
+        embed.mean_pool(h, torch.ones(1, 2))
+
+
+def test_embedding_does_not_depend_on_batching_or_padding(tiny):
+    tok, model = tiny
+    texts = ["short", "a much longer sentence that forces padding of the short one", "mid size text"]
+    together = embed.sentence_embeddings(texts, tok, model, batch_size=3)
+    alone = torch.cat([embed.sentence_embeddings([t], tok, model) for t in texts])
+    assert together.shape == (3, 16)
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_normalize_and_input_errors(tiny):
+    tok, model = tiny
+    e = embed.sentence_embeddings(["one", "two"], tok, model, normalize=True)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(2), atol=1e-6)
+    with pytest.raises(TypeError, match="list of strings"):
+        embed.sentence_embeddings("one", tok, model)
+    with pytest.raises(ValueError, match="empty"):
+        embed.sentence_embeddings([], tok, model)
+    assert not model.training
+
+
+def test_cosine_similarity_matrix_matches_torch():
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 8), torch.randn(3, 8)
+    s = embed.cosine_similarity_matrix(a, b)
+    assert s.shape == (4, 3)
+    assert torch.allclose(s, F.cosine_similarity(a[:, None], b[None], dim=-1), atol=1e-6)
+    sa = embed.cosine_similarity_matrix(a)
+    assert torch.allclose(sa, sa.T) and torch.allclose(sa.diagonal(), torch.ones(4), atol=1e-6)
+    with pytest.raises(ValueError, match="same number of features"):
+        embed.cosine_similarity_matrix(a, torch.randn(3, 5))
+
+
+def test_pretrained_minilm_ranks_a_paraphrase_above_an_unrelated_sentence():
+    from lmbook.pretrained import load_bert
+
+    tok, model = load_bert("base", prefer_hub=False, verbose=False)
+    e = embed.sentence_embeddings(["The film was wonderful.", "I loved this movie.",
+                                   "The stock market fell sharply today."], tok, model)
+    s = embed.cosine_similarity_matrix(e)
+    assert s[0, 1] > s[0, 2] + 0.2

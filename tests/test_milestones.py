@@ -1,0 +1,91 @@
+"""The dated, cited tables of Chapter 1: every row cites a real bibliography entry, numbers are
+positive, dates are ordered, and the helpers compute what they say."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lmbook import milestones
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bib_keys():
+    bib = (ROOT / "chapters" / "references.bib").read_text(encoding="utf-8")
+    return set(re.findall(r"@\w+\{([^,\s]+),", bib))
+
+
+@pytest.fixture(scope="module")
+def models():
+    return milestones.load_models()
+
+
+@pytest.fixture(scope="module")
+def events():
+    return milestones.load_milestones()
+
+
+def test_every_row_cites_an_entry_of_references_bib(models, events, bib_keys):
+    for df in (models, events):
+        assert all(len(keys) >= 1 and all(keys) for keys in df["cite"]), "a row without a citation"
+    missing = milestones.citation_keys(models, events) - bib_keys
+    assert not missing, f"cited in lmbook/resources but not in chapters/references.bib: {sorted(missing)}"
+
+
+def test_dates_are_ordered_and_plausible(models, events):
+    for df in (models, events):
+        assert df["date"].is_monotonic_increasing, "rows must be sorted by date"
+        assert df["date"].min() >= pd.Timestamp("1990-01-01")
+        assert df["date"].max() <= pd.Timestamp.now()
+
+
+def test_numbers_are_positive_or_missing(models):
+    for col in ("params", "tokens"):
+        values = models[col].dropna()
+        assert (values > 0).all(), f"{col} must be positive"
+    assert models["params"].notna().sum() >= 10
+    assert models["tokens"].notna().sum() >= 8
+    # a model that trained on more tokens than the 1e16 we could never have is a typo
+    assert models["tokens"].dropna().max() < 1e14 and models["params"].dropna().max() < 1e13
+
+
+def test_missing_numbers_are_explained(models):
+    for _, row in models.iterrows():
+        if math.isnan(row["tokens"]) or math.isnan(row["params"]):
+            assert row["data_note"].strip(), f"{row['model']}: a missing number needs a data_note"
+
+
+def test_weights_column_uses_known_values(models):
+    assert set(models["weights"]) <= set(milestones.WEIGHTS)
+    assert models["model"].is_unique
+
+
+def test_known_rows_match_their_papers(models):
+    row = models.set_index("model")
+    assert row.loc["GPT-3", "params"] == 175e9 and row.loc["GPT-3", "tokens"] == 300e9
+    assert row.loc["Chinchilla", "params"] == 70e9 and row.loc["Chinchilla", "tokens"] == 1.4e12
+    assert math.isnan(row.loc["GPT-4", "params"]) and row.loc["GPT-4", "weights"] == "closed"
+
+
+def test_training_flops_is_six_n_d():
+    assert milestones.training_flops(175e9, 300e9) == pytest.approx(3.15e23)
+    s = milestones.training_flops(pd.Series([1.0, 2.0]), pd.Series([3.0, float("nan")]))
+    assert s.iloc[0] == 18.0 and math.isnan(s.iloc[1])
+
+
+def test_open_closed_by_year_counts_every_model(models):
+    table = milestones.open_closed_by_year(models)
+    assert table.to_numpy().sum() == len(models)
+    assert list(table.index) == sorted(table.index)
+    assert set(table.columns) <= set(milestones.WEIGHTS)
+
+
+@pytest.mark.parametrize("x, text", [(117e6, "117M"), (1542e6, "1.54B"), (1.4e12, "1.4T"),
+                                     (175e9, "175B"), (7e9, "7B"), (float("nan"), "-")])
+def test_fmt_count(x, text):
+    assert milestones.fmt_count(x) == text
