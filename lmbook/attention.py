@@ -142,6 +142,22 @@ class MultiHeadAttention(nn.Module):
         y = self.out_proj(y.transpose(1, 2).reshape(B, T, H * d_k))  # (B, T, C)
         return (y, weights) if need_weights else y
 
+    def to_torch(self) -> nn.MultiheadAttention:
+        """The same layer as a ``torch.nn.MultiheadAttention(batch_first=True)`` with these weights
+        copied in (torch keeps W^Q, W^K, W^V stacked in one ``in_proj_weight``). Mind torch's mask
+        convention: its bool ``attn_mask``/``key_padding_mask`` mark positions that are BLOCKED."""
+        bias = self.q_proj.bias is not None
+        ref = nn.MultiheadAttention(self.d_model, self.n_heads, dropout=self.dropout, bias=bias,
+                                    batch_first=True, device=self.q_proj.weight.device,
+                                    dtype=self.q_proj.weight.dtype)
+        with torch.no_grad():
+            ref.in_proj_weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+            ref.out_proj.weight.copy_(self.out_proj.weight)
+            if bias:
+                ref.in_proj_bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+                ref.out_proj.bias.copy_(self.out_proj.bias)
+        return ref.train(self.training)
+
 
 # --------------------------------------------------------------------------------------------
 # positions

@@ -141,6 +141,7 @@ def test_padding_keys_get_zero_weight():
 # ---------------------------------------------------------------------------------------------
 # multi-head attention
 def copy_to_torch(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
+    """Written out here rather than with mha.to_torch(), which is tested against this."""
     ref = torch.nn.MultiheadAttention(mha.d_model, mha.n_heads, batch_first=True)
     with torch.no_grad():
         ref.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
@@ -148,6 +149,20 @@ def copy_to_torch(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
         ref.out_proj.weight.copy_(mha.out_proj.weight)
         ref.out_proj.bias.copy_(mha.out_proj.bias)
     return ref.eval()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_to_torch_copies_the_weights(bias):
+    torch.manual_seed(3)
+    mha = MultiHeadAttention(d_model=8, n_heads=2, bias=bias).eval()
+    ref = mha.to_torch()
+    assert isinstance(ref, torch.nn.MultiheadAttention) and ref.batch_first and not ref.training
+    if bias:
+        for a, b in zip(ref.state_dict().values(), copy_to_torch(mha).state_dict().values()):
+            torch.testing.assert_close(a, b)
+    x, mem = torch.randn(2, 3, 8), torch.randn(2, 4, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x, mem, mem, need_weights=False)[0], mha(x, context=mem))
 
 
 def test_multihead_equals_torch_multiheadattention():
