@@ -5,7 +5,8 @@
   ``event``, ``field`` and ``cite`` (bibliography keys in ``chapters/references.bib``, ``;``-separated).
 - ``llm_models.csv``: one row per model, the largest size its paper or report describes.
   ``date`` is the month the cited paper/report first appeared. ``params`` and ``tokens`` (tokens
-  the model was trained on) are the numbers that paper states; an empty field means the source
+  the model was trained on) are the numbers that paper states, ``flops`` the training compute
+  where the paper reports it; an empty field means the source
   does not state it (or we could not confirm it) and ``data_note`` says what the source gives
   instead. ``weights`` is ``open`` (weights released, perhaps on request or under a licence),
   ``closed`` (API or nothing) or ``code`` (code only).
@@ -22,7 +23,7 @@ WEIGHTS = ("open", "closed", "code")
 
 
 def _read(name: str) -> pd.DataFrame:
-    with files("lmbook.resources").joinpath(name).open("r", encoding="utf-8") as f:
+    with files("lmbook").joinpath("resources", name).open("r", encoding="utf-8") as f:
         df = pd.read_csv(f, dtype=str, keep_default_na=False)
     df["date"] = pd.to_datetime(df["date"], format="%Y-%m")
     df["cite"] = df["cite"].str.split(";")
@@ -30,10 +31,10 @@ def _read(name: str) -> pd.DataFrame:
 
 
 def load_models() -> pd.DataFrame:
-    """The model table: ``params`` and ``tokens`` as floats (NaN where the source gives none),
+    """The model table: ``params``, ``tokens`` and ``flops`` as floats (NaN where the source gives none),
     ``year`` as int, ``cite`` as a list of bibliography keys."""
     df = _read(MODELS_CSV)
-    for col in ("params", "tokens"):
+    for col in ("params", "tokens", "flops"):
         df[col] = pd.to_numeric(df[col].replace("", None), errors="raise").astype(float)
     df["year"] = df["date"].dt.year
     return df

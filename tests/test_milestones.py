@@ -45,7 +45,7 @@ def test_dates_are_ordered_and_plausible(models, events):
 
 
 def test_numbers_are_positive_or_missing(models):
-    for col in ("params", "tokens"):
+    for col in ("params", "tokens", "flops"):
         values = models[col].dropna()
         assert (values > 0).all(), f"{col} must be positive"
     assert models["params"].notna().sum() >= 10
@@ -70,6 +70,14 @@ def test_known_rows_match_their_papers(models):
     assert row.loc["GPT-3", "params"] == 175e9 and row.loc["GPT-3", "tokens"] == 300e9
     assert row.loc["Chinchilla", "params"] == 70e9 and row.loc["Chinchilla", "tokens"] == 1.4e12
     assert math.isnan(row.loc["GPT-4", "params"]) and row.loc["GPT-4", "weights"] == "closed"
+
+
+def test_reported_compute_is_close_to_six_n_d(models):
+    """Where a paper reports its training FLOPs, C ~ 6 N D must agree within 5%."""
+    rows = models.dropna(subset=["flops"])
+    assert len(rows) >= 2
+    est = milestones.training_flops(rows["params"], rows["tokens"])
+    assert ((est / rows["flops"] - 1).abs() < 0.05).all()
 
 
 def test_training_flops_is_six_n_d():
