@@ -1,0 +1,81 @@
+"""What every lmbook model shares: the output object, input checks with clear messages, and the
+switch between torch's fused attention kernel and the spelled-out formula."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class ModelOutput:
+    """What a model's ``forward`` returns. ``loss`` is None when no labels were given.
+
+    ``logits``            (B, T, V) for language models, (B, num_labels) for classifiers
+    ``last_hidden_state`` (B, T, C) the encoder's output (BERT-style models)
+    ``pooler_output``     (B, C) tanh(W h_[CLS] + b) (BertModel with a pooler)
+    ``hidden_states``     embeddings then every layer's output, each (B, T, C), when asked
+    ``attentions``        every layer's attention weights, each (B, H, T, T), when asked
+    """
+
+    logits: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: list | None = None
+    attentions: list | None = None
+
+
+def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "input_ids",
+              len_name: str = "block_size") -> None:
+    """Raise a clear error unless ``ids`` is (batch, seq_len) integer token ids in
+    [0, vocab_size) with seq_len <= max_len."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+        raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {ids.dtype}")
+    if ids.dim() != 2:
+        hint = f"; add a batch dimension with {name}[None]" if ids.dim() == 1 else ""
+        raise ValueError(f"{name} must have shape (batch, seq_len), got {tuple(ids.shape)}{hint}")
+    T = ids.shape[1]
+    if T > max_len:
+        raise ValueError(f"{name} has {T} tokens but the model's context is {len_name}={max_len}; "
+                         f"crop the input or raise {len_name}")
+    if ids.numel() == 0 or torch.compiler.is_compiling():
+        return
+    lo, hi = (int(t) for t in torch.aminmax(ids))
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{name} contains token id {bad}, outside the vocabulary: ids must be in "
+                         f"[0, {vocab_size}) for vocab_size={vocab_size}")
+
+
+def check_labels(labels: torch.Tensor, shape: tuple, what: str) -> None:
+    """Raise a clear error unless ``labels`` is an integer tensor of exactly ``shape``."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class ids (torch.long), got dtype {labels.dtype}")
+
+
+def set_fast_attention(model: nn.Module, fast: bool = True) -> nn.Module:
+    """Switch every attention module in ``model`` between torch's fused kernel (``fast=True``,
+    the default) and the spelled-out softmax(QK^T/sqrt(d_k))V. Same numbers up to rounding."""
+    for module in model.modules():
+        if hasattr(module, "fast") and isinstance(getattr(module, "fast"), bool):
+            module.fast = bool(fast)
+    return model
+
+
+def count_parameters(model: nn.Module, exclude: tuple = ()) -> int:
+    """Number of distinct parameters (a tied matrix counts once), minus the modules in ``exclude``."""
+    seen = {id(p) for m in exclude for p in m.parameters()}
+    total, counted = 0, set()
+    for p in model.parameters():
+        if id(p) not in counted and id(p) not in seen:
+            counted.add(id(p))
+            total += p.numel()
+    return total
