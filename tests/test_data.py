@@ -430,6 +430,12 @@ def test_mlm_collator_with_bert(bert_tok, rt):
     assert torch.equal(D.MLMCollator(bert_tok, seed=0, max_length=32)(texts)["labels"], batch["labels"])
     with pytest.raises(KeyError, match="a dict with a 'text' key"):
         col([{"sms": "hi"}])
+    tok_ids = [bert_tok(t)["input_ids"] for t in texts[:4]]
+    pre = D.MLMCollator(bert_tok, seed=0)([{"input_ids": ids} for ids in tok_ids])
+    pre_sel = pre["labels"] != -100
+    assert pre["input_ids"].shape == (4, max(map(len, tok_ids)))
+    assert pre_sel.any() and not (pre_sel & (pre["attention_mask"] == 0)).any()
+    assert not torch.isin(pre["labels"][pre_sel], torch.tensor(bert_tok.all_special_ids)).any()
 
 
 # --------------------------------------------------------------------------- classification
@@ -446,6 +452,10 @@ def test_classification_collator_dynamic_padding(bert_tok, spam):
     loader = DataLoader(spam["validation"], batch_size=16, collate_fn=D.ClassificationCollator(bert_tok))
     assert next(iter(loader))["labels"].shape == (16,)
     assert "labels" not in D.ClassificationCollator(bert_tok)(["no label here"])
+    tokenised = spam["train"].select(range(8)).map(
+        lambda e: bert_tok(e["text"], truncation=True, max_length=128), remove_columns=["text"])
+    pre = D.ClassificationCollator(bert_tok)([tokenised[i] for i in range(8)])
+    assert all(torch.equal(pre[k], batch[k]) for k in batch)  # same batch from token ids
     with pytest.raises(KeyError, match="some examples have a 'label'"):
         D.ClassificationCollator(bert_tok)([{"text": "a", "label": 0}, {"text": "b"}])
     with pytest.raises(ValueError, match="empty batch"):

@@ -146,6 +146,25 @@ def mask_tokens(input_ids: torch.Tensor, vocab_size: int, mask_token_id: int, *,
     return masked, labels
 
 
+_ENCODED = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _encode(tokenizer, examples, text_key: str, max_length: int, **kwargs):
+    """Tokenise texts (truncated to ``max_length``), or pad examples that are already tokenised
+    (dicts with "input_ids" and no ``text_key``, e.g. rows of
+    ``ds.map(lambda e: tokenizer(e["text"], truncation=True))``; padded as they are)."""
+    if examples and all(isinstance(e, dict) and "input_ids" in e and text_key not in e
+                        for e in examples):
+        rows = [{k: list(e[k]) for k in _ENCODED if k in e} for e in examples]
+        enc = tokenizer.pad(rows, padding="longest", return_tensors="pt")
+        if kwargs.get("return_special_tokens_mask"):
+            enc["special_tokens_mask"] = torch.isin(enc["input_ids"],
+                                                    torch.tensor(tokenizer.all_special_ids))
+        return enc
+    return tokenizer(_texts(examples, text_key), padding="longest", truncation=True,
+                     max_length=max_length, return_tensors="pt", **kwargs)
+
+
 def _texts(examples, text_key: str) -> list[str]:
     if not examples:
         raise ValueError("empty batch: no examples")
@@ -157,17 +176,18 @@ def _texts(examples, text_key: str) -> list[str]:
             out.append(e[text_key])
         else:
             keys = list(e) if isinstance(e, dict) else type(e).__name__
-            raise KeyError(f"each example must be a string or a dict with a {text_key!r} key; got {keys}")
+            raise KeyError(f"each example must be a string or a dict with a {text_key!r} key "
+                           f"(or tokenised, with 'input_ids'); got {keys}")
     return out
 
 
 class MLMCollator:
     """DataLoader ``collate_fn`` for masked-LM training with a Hugging Face tokenizer.
 
-    Takes a list of strings or of dicts with ``text_key``; returns ``input_ids`` (masked),
-    ``attention_mask``, ``token_type_ids`` (if the tokenizer makes them) and ``labels`` (original
-    ids at selected positions, -100 elsewhere), padded to the longest example (at most
-    ``max_length`` tokens). Special tokens and padding are never selected. ``seed`` makes the
+    Takes a list of strings, of dicts with ``text_key``, or of already tokenised dicts (with
+    "input_ids"); returns ``input_ids`` (masked), ``attention_mask``, ``token_type_ids`` (if the
+    tokenizer makes them) and ``labels`` (original ids at selected positions, -100 elsewhere),
+    padded to the longest example (texts are truncated to ``max_length`` tokens). Special tokens and padding are never selected. ``seed`` makes the
     masking reproducible (one generator, advanced batch by batch)."""
 
     def __init__(self, tokenizer, *, mlm_probability: float = 0.15, max_length: int = 128,
@@ -179,9 +199,8 @@ class MLMCollator:
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def __call__(self, examples: Sequence) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(_texts(examples, self.text_key), padding="longest", truncation=True,
-                             max_length=self.max_length, return_tensors="pt",
-                             return_special_tokens_mask=True)
+        enc = _encode(self.tokenizer, examples, self.text_key, self.max_length,
+                      return_special_tokens_mask=True)
         special = enc.pop("special_tokens_mask").bool() | (enc["attention_mask"] == 0)
         enc["input_ids"], enc["labels"] = mask_tokens(
             enc["input_ids"], len(self.tokenizer), self.tokenizer.mask_token_id,
@@ -191,10 +210,11 @@ class MLMCollator:
 
 
 class ClassificationCollator:
-    """DataLoader ``collate_fn`` for sequence classification: a list of {"text", "label"} ->
-    ``input_ids``, ``attention_mask``, ``token_type_ids`` (if the tokenizer makes them), padded to
-    the longest example in the batch (dynamic padding, truncated to ``max_length``), and
-    ``labels`` (LongTensor, omitted when the examples have no label)."""
+    """DataLoader ``collate_fn`` for sequence classification: a list of {"text", "label"} (or of
+    already tokenised {"input_ids", ..., "label"}) -> ``input_ids``, ``attention_mask``,
+    ``token_type_ids`` (if the tokenizer makes them), padded to the longest example in the batch
+    (dynamic padding; texts truncated to ``max_length``), and ``labels`` (LongTensor, omitted when
+    the examples have no label)."""
 
     def __init__(self, tokenizer, max_length: int = 128, *, text_key: str = "text",
                  label_key: str = "label"):
@@ -204,8 +224,7 @@ class ClassificationCollator:
         self.text_key, self.label_key = text_key, label_key
 
     def __call__(self, examples: Sequence) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(_texts(examples, self.text_key), padding="longest", truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+        enc = _encode(self.tokenizer, examples, self.text_key, self.max_length)
         batch = dict(enc)
         has = [isinstance(e, dict) and self.label_key in e for e in examples]
         if any(has):

