@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 import random
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,9 @@ CONFIG = "config.json"
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file next to ``path``, then move it into place."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:  # "x": never clobber; permissions follow the umask
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -160,7 +160,7 @@ class _Batches:
         shard = len(self.sampler)
         self.drop_last = shard >= batch_size  # equal-sized batches, except for tiny data sets
         self.per_epoch = shard // batch_size if self.drop_last else 1
-        self.batch_size = batch_size
+        self.batch_size, self.dataset = batch_size, data
         self.loader = DataLoader(data, batch_size=batch_size, sampler=self.sampler, collate_fn=collate_fn,
                                  drop_last=self.drop_last, pin_memory=pin, num_workers=num_workers,
                                  generator=torch.Generator().manual_seed(seed))
@@ -184,6 +184,8 @@ class _Batches:
                     next(it)
             else:
                 self.sampler.set_epoch(epoch)
+                if hasattr(self.dataset, "set_epoch"):  # e.g. LMWindows redraws its windows
+                    self.dataset.set_epoch(epoch)
                 self.sampler.skip = within * self.batch_size
                 it = iter(self.loader)
             yield from it
@@ -263,7 +265,9 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
                     scalar loss tensor itself. It is moved to the device; fit returns it in eval mode.
       train_data    a map-style Dataset (or list) of dict examples, batched by ``collate_fn``
                     (default: stack tensors), reshuffled every epoch with a generator seeded by
-                    ``seed`` and sharded across processes under DDP; or a DataLoader, used as is.
+                    ``seed`` and sharded across processes under DDP (a dataset with a
+                    ``set_epoch(epoch)`` method, such as LMWindows, is told each new epoch); or
+                    a DataLoader, used as is (resuming then skips batches by reading them).
       val_data      like train_data; evaluated every ``eval_every`` steps and after the last one.
       collate_fn    turns a list of examples into a dict batch (e.g. padding); default stacks.
       shuffle       reshuffle the training examples every epoch (default True).
