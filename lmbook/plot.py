@@ -40,7 +40,7 @@ def attention_heatmap(weights, tokens, key_tokens=None, ax=None, title=None, cma
     if labels and (len(tokens) != w.shape[0] or len(key_tokens) != w.shape[1]):
         raise ValueError(f"{len(tokens)} query and {len(key_tokens)} key labels for a map of "
                          f"shape {w.shape}")
-    ax = _axes(ax, (0.35 * w.shape[1] + 1.5, 0.35 * w.shape[0] + 1))
+    ax = _axes(ax, (0.24 * w.shape[1] + 1.8, 0.24 * w.shape[0] + 1.2))
     im = ax.imshow(w, cmap=cmap, vmin=0, vmax=vmax if vmax is not None else max(w.max(), 1e-9),
                    interpolation="nearest")
     if labels:
