@@ -33,6 +33,7 @@ notebooks: install
 	$(PY) -m pytest -n $(JOBS) --dist loadfile --nbval chapters
 
 browser: html
+	tools/ensure_chromium.sh
 	$(PY) -m pytest tests/browser -m browser
 
 # One pytest run for unit tests and notebooks (they share the workers), then the site and the

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Build the website: `jupyter-book build . -W -n --keep-going` into _build/html, then report its size.
+"""Build the website: `jupyter-book build . -W -n --keep-going` into _build/html, copy the front-end
+libraries it serves itself into it (tools/vendor_assets.py: MathJax, require.js, the widget manager),
+then report its size.
 
     python tools/build_book.py [extra jupyter-book flags]
 """
@@ -24,6 +26,8 @@ def main(argv):
     if rc != 0:
         return rc
     html = ROOT / "_build" / "html"
+    import vendor_assets  # tools/vendor_assets.py, beside this file
+    vendor_assets.main(["--out", str(html / "_static" / "offline")])
     n, size = site_size(html)
     print(f"site: {html}/index.html ({n} files, {size / 2**20:.1f} MiB)")
     return 0

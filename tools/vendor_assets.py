@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Copy the front-end libraries the website needs into the built site, so that it works offline.
+
+    python tools/vendor_assets.py [--out _build/html/_static/offline]
+
+The pages load three libraries that Sphinx and myst-nb would otherwise fetch from CDNs:
+- MathJax 3 (renders the math): `mathjax_path` in _config.yml points at offline/mathjax/;
+- require.js and the Jupyter widgets HTML manager (render the stored widget state, e.g. tqdm
+  progress bars and the attention explorer): `nb_ipywidgets_js` in _config.yml points at them.
+
+The versions are pinned in package.json / package-lock.json; `npm ci` installs them into
+node_modules/ (git-ignored), and only when node_modules does not match the lock file, so a build
+with nothing changed does not touch npm. Files are copied only when missing or changed.
+tools/build_book.py runs this after every Sphinx build.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import filecmp
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_MODULES = ROOT / "node_modules"
+STAMP = NODE_MODULES / ".lmbook-lock.sha256"  # hash of the package-lock.json node_modules was made from
+OUT = ROOT / "_build" / "html" / "_static" / "offline"
+
+# (source under node_modules, destination under OUT). A directory is copied whole.
+MATHJAX = "mathjax/es5"
+WIDGETS = "@jupyter-widgets/html-manager/dist"
+ASSETS = [
+    # The combined TeX + MathML input, CommonHTML output component (Sphinx's default choice), plus
+    # every directory it may load lazily: TeX extensions (autoload), fonts, the menu, a11y/speech.
+    (f"{MATHJAX}/tex-mml-chtml.js", "mathjax/tex-mml-chtml.js"),
+    *[(f"{MATHJAX}/{d}", f"mathjax/{d}") for d in ("a11y", "adaptors", "input", "output", "sre", "ui")],
+    ("mathjax/LICENSE", "mathjax/LICENSE"),
+    ("requirejs/require.js", "require.js"),
+    # embed-amd.js bundles the base, controls and output widgets and their CSS; the font files
+    # beside it (Font Awesome, used by widget icons) are loaded relative to the script.
+    (f"{WIDGETS}/embed-amd.js", "html-manager/embed-amd.js"),
+    *[(f"{WIDGETS}/{ext}", "html-manager") for ext in ("*.woff2", "*.woff", "*.ttf", "*.eot", "*.svg")],
+    ("@jupyter-widgets/html-manager/package.json", "html-manager/package.json"),  # version, BSD-3-Clause
+]
+
+
+def lock_hash() -> str:
+    return hashlib.sha256((ROOT / "package-lock.json").read_bytes()).hexdigest()
+
+
+def ensure_node_modules() -> None:
+    """`npm ci` unless node_modules was installed from the current package-lock.json."""
+    want = lock_hash()
+    if STAMP.is_file() and STAMP.read_text().strip() == want and all(
+            any((NODE_MODULES).glob(src)) for src, _ in ASSETS):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("vendor_assets: npm is not installed, and the website needs MathJax and the widget "
+                         "manager from npm. Install Node.js (Debian: apt-get install npm) and run `make book` again.")
+    print("vendor_assets: npm ci (node_modules does not match package-lock.json)", flush=True)
+    subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                   cwd=ROOT, check=True)
+    STAMP.write_text(want + "\n")
+
+
+def sync_file(src: Path, dst: Path) -> bool:
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and filecmp.cmp(src, dst, shallow=True):
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+    return True
+
+
+def sync(out: Path) -> tuple[int, int, int]:
+    """Copy every asset into `out`; returns (files, files copied now, bytes)."""
+    files = copied = size = 0
+    for src_pattern, dst_name in ASSETS:
+        sources = sorted(NODE_MODULES.glob(src_pattern))
+        if not sources:
+            raise SystemExit(f"vendor_assets: node_modules/{src_pattern} is missing; delete node_modules and retry")
+        for src in sources:
+            if src.is_dir():
+                pairs = [(f, out / dst_name / f.relative_to(src)) for f in src.rglob("*") if f.is_file()]
+            elif "*" in src_pattern:
+                pairs = [(src, out / dst_name / src.name)]
+            else:
+                pairs = [(src, out / dst_name)]
+            for s, d in pairs:
+                files += 1
+                size += s.stat().st_size
+                copied += sync_file(s, d)
+    return files, copied, size
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+    ensure_node_modules()
+    files, copied, size = sync(args.out.resolve())
+    print(f"vendor_assets: {files} files ({size / 2**20:.1f} MiB) in {args.out}, {copied} copied now")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
