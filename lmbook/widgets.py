@@ -47,7 +47,8 @@ def attention_explorer(tokens, attentions, *, dpi: int = 60, size: float = 3.4, 
     ``tokens``: the T token strings; ``attentions``: a Hugging Face ``output_attentions`` tuple
     (L tensors (B, H, T, T); batch item 0 is shown) or an array (L, H, T, T).
     Returns an ``ipywidgets.VBox``: [HBox(layer slider, head slider), Stack of L layers]; layer
-    ``l``'s child is a Stack of H images. Colours run from 0 to 1 in every map, so maps compare.
+    ``l``'s child is a Stack of H images; ``.links`` holds the 1 + L jslinks. Colours run from 0
+    to 1 in every map, so maps compare.
     """
     import ipywidgets as W
 
@@ -61,14 +62,16 @@ def attention_explorer(tokens, attentions, *, dpi: int = 60, size: float = 3.4, 
     layer = W.IntSlider(0, min=0, max=L - 1, description="layer", continuous_update=True)
     head = W.IntSlider(0, min=0, max=H - 1, description="head", continuous_update=True)
     draw = _Renderer(tokens, dpi, size, cmap)
-    layers = []
+    layers, links = [], []
     for l_ in range(L):
         images = [W.Image(value=draw.png(att[l_, h], f"layer {l_}, head {h}"), format="png")
                   for h in range(H)]
         stack = W.Stack(images, selected_index=0)
-        W.jslink((head, "value"), (stack, "selected_index"))
+        links.append(W.jslink((head, "value"), (stack, "selected_index")))
         layers.append(stack)
     draw.close()
     outer = W.Stack(layers, selected_index=0)
-    W.jslink((layer, "value"), (outer, "selected_index"))
-    return W.VBox([W.HBox([layer, head]), outer])
+    links.append(W.jslink((layer, "value"), (outer, "selected_index")))
+    box = W.VBox([W.HBox([layer, head]), outer])
+    box.links = links  # the browser-side links (ipywidgets.Link), kept for inspection
+    return box
