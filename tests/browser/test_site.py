@@ -48,7 +48,8 @@ def toc_docnames() -> list[str]:
 def site_docnames() -> list[str]:
     """The toc's pages, then any other page built under chapters/ (a test must not miss one)."""
     names = toc_docnames()
-    built = sorted(p.relative_to(SITE).with_suffix("").as_posix() for p in (SITE / "chapters").glob("*.html"))
+    built = sorted(p.relative_to(SITE).with_suffix("").as_posix() for p in (SITE / "chapters").glob("*.html")
+                   if not p.name.startswith("_"))  # _print.html: tools/print_book.py's temporary page
     return names + [n for n in built if n not in names]
 
 
