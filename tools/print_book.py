@@ -13,6 +13,7 @@ import argparse
 import functools
 import http.server
 import re
+from html import escape as html_escape
 import sys
 import threading
 from pathlib import Path
@@ -60,6 +61,10 @@ def print_page(docnames: list[str]) -> str:
     if states:
         first = STATE.search(html)
         html = html[:first.start()] + "\n".join(states) + html[first.end():]
+    import yaml
+
+    title = html_escape(yaml.safe_load((ROOT / "_config.yml").read_text())["title"])
+    html = re.sub(r"<title>.*?</title>", lambda m: f"<title>{title}</title>", html, count=1, flags=re.S)
     return html.replace("</head>", PRINT_CSS + "\n</head>", 1)
 
 
