@@ -32,7 +32,7 @@ MATHJAX2_HUB_SHIM = """document.addEventListener("DOMContentLoaded", function ()
       if (Array.isArray(job) && job[0] === "Typeset") {
         MJ.startup.promise = MJ.startup.promise.then(function () {
           return MJ.typesetPromise(job[2] ? [job[2]] : undefined);
-        });
+        }).catch(function (err) { console.error("MathJax could not typeset a widget:", err); });
       }
     });
   }};
