@@ -39,9 +39,10 @@ ASSETS = [
     ("mathjax/LICENSE", "mathjax/LICENSE"),
     ("requirejs/require.js", "require.js"),
     # embed-amd.js bundles the base, controls and output widgets and their CSS; the font files
-    # beside it (Font Awesome, used by widget icons) are loaded relative to the script.
+    # beside it (Font Awesome, used by widget icons) are loaded relative to the script. Browsers
+    # take the woff2 files (woff as a fallback); the eot/ttf/svg copies for old browsers are left out.
     (f"{WIDGETS}/embed-amd.js", "html-manager/embed-amd.js"),
-    *[(f"{WIDGETS}/{ext}", "html-manager") for ext in ("*.woff2", "*.woff", "*.ttf", "*.eot", "*.svg")],
+    *[(f"{WIDGETS}/{ext}", "html-manager") for ext in ("*.woff2", "*.woff")],
     ("@jupyter-widgets/html-manager/package.json", "html-manager/package.json"),  # version, BSD-3-Clause
 ]
 
@@ -75,8 +76,10 @@ def sync_file(src: Path, dst: Path) -> bool:
 
 
 def sync(out: Path) -> tuple[int, int, int]:
-    """Copy every asset into `out`; returns (files, files copied now, bytes)."""
+    """Make `out` hold exactly the assets (copy what is missing or changed, delete the rest);
+    returns (files, files copied now, bytes)."""
     files = copied = size = 0
+    wanted = set()
     for src_pattern, dst_name in ASSETS:
         sources = sorted(NODE_MODULES.glob(src_pattern))
         if not sources:
@@ -89,9 +92,12 @@ def sync(out: Path) -> tuple[int, int, int]:
             else:
                 pairs = [(src, out / dst_name)]
             for s, d in pairs:
+                wanted.add(d)
                 files += 1
                 size += s.stat().st_size
                 copied += sync_file(s, d)
+    for stale in [f for f in out.rglob("*") if f.is_file() and f not in wanted]:
+        stale.unlink()
     return files, copied, size
 
 
