@@ -312,7 +312,7 @@ def test_transformer_learns_to_copy_and_greedy_decode_reproduces():
                              d_ff=64, max_len=8)
     g = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(250):
+    for _ in range(300):
         src = torch.randint(3, 10, (32, 5), generator=g)
         tgt_in = torch.cat([torch.full((32, 1), BOS), src], dim=1)  # BOS w1..w5
         labels = torch.cat([src, torch.full((32, 1), EOS)], dim=1)   # w1..w5 EOS
