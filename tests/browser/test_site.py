@@ -252,6 +252,19 @@ def test_no_page_loads_from_another_host(site):
     assert not offending, "pages load from another host:\n  " + "\n  ".join(offending[:20])
 
 
+def test_every_page_has_an_icon(site):
+    """Browsers ask every site for an icon: without one each page logs a 404 in the console."""
+    missing = []
+    for path in sorted(site.rglob("*.html")):
+        if path.relative_to(site).parts[0].startswith("_"):
+            continue  # _static/*.html are theme templates, not pages
+        text = path.read_text(errors="replace")
+        m = re.search(r"""<link\b[^>]*\brel=["']?(?:shortcut )?icon\b[^>]*\bhref=["']([^"']+)""", text)
+        if not text.lstrip().startswith("<meta") and (m is None or not (path.parent / m.group(1)).is_file()):
+            missing.append(str(path.relative_to(site)))
+    assert not missing, f"pages without a working <link rel=icon>: {missing[:10]}"
+
+
 def test_offline_assets_were_vendored(site):
     offline = site / "_static" / "offline"
     for rel in ("mathjax/tex-mml-chtml.js", "mathjax/output/chtml/fonts/woff-v2", "require.js",
