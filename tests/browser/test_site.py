@@ -225,6 +225,39 @@ def test_page(load, server, docname):
     assert not problems, f"{docname}.html:\n  " + "\n  ".join(problems)
 
 
+def pages_with_linked_widgets() -> list[str]:
+    """Pages whose stored widget state holds jslink/jsdlink models: controls that work without Python."""
+    return [d for d in DOCNAMES if (SITE / f"{d}.html").is_file()
+            and re.search(r'"model_name": "(Directional)?LinkModel"', (SITE / f"{d}.html").read_text())]
+
+
+JS_WIDGET_LOOK = """() => Array.from(document.querySelectorAll('.widget-subarea')).map(a =>
+  Array.from(a.querySelectorAll('img')).filter(i => i.getBoundingClientRect().height > 0)
+    .map(i => i.src.length + ':' + i.src.slice(-48)).join('|'))"""
+
+
+@pytest.mark.parametrize("docname", pages_with_linked_widgets())
+def test_linked_widgets_respond(load, docname):
+    """Moving a slider of a linked widget (e.g. the attention explorer) changes what it shows, in
+    the static page, with no kernel behind it."""
+    visit = load(f"{docname}.html")
+    page = visit.page
+    sliders = page.locator(".widget-subarea .noUi-target")
+    if sliders.count() == 0:
+        pytest.skip(f"{docname}: linked widgets, but no slider to move")
+    before_look = page.evaluate(JS_WIDGET_LOOK)
+    before_values = page.locator(".widget-subarea .widget-readout").all_inner_texts()
+    for i in range(sliders.count()):
+        slider = sliders.nth(i)
+        slider.scroll_into_view_if_needed()
+        box = slider.bounding_box()
+        page.mouse.click(box["x"] + 0.8 * box["width"], box["y"] + box["height"] / 2)
+    page.wait_for_timeout(300)
+    assert page.locator(".widget-subarea .widget-readout").all_inner_texts() != before_values, "the sliders did not move"
+    assert page.evaluate(JS_WIDGET_LOOK) != before_look, "moving the sliders changed nothing the widgets show"
+    assert not visit.problems(), visit.problems()
+
+
 def test_front_page_is_the_site_root(load):
     visit = load("index.html")
     visit.page.wait_for_url(re.compile(rf"/{re.escape(TOC['root'])}\.html$"), timeout=10_000)
