@@ -143,7 +143,7 @@ def test_epochs_set_the_number_of_steps():
 def test_dataloader_and_bf16_on_cpu():
     loader = torch.utils.data.DataLoader(toy_data(), batch_size=8, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
-    h = fit(toy_model(), loader, steps=5, precision="bf16", progress=False, device="cpu", lr=1e-2)
+    h = fit(toy_model(), loader, steps=5, precision="bf16", progress=False, device=torch.device("cpu"), lr=1e-2)
     assert h.info["precision"] == "bf16" and all(math.isfinite(x) for x in h.train_loss)
 
 

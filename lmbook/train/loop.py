@@ -297,8 +297,9 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
     Hardware
       preset        a name ("cpu", "t4", "large"), a Preset, or None for ``$LMBOOK_PRESET`` or the
                     hardware's (see lmbook.train.get_preset); it fills every argument left as None.
-      device        "auto", "cpu", "cuda", "cuda:N", "mps" (default: ``$LMBOOK_DEVICE``, else the best
-                    one present); under torchrun each process takes cuda:LOCAL_RANK.
+      device        a torch.device (e.g. from ``lmbook.setup()``) or "auto", "cpu", "cuda", "cuda:N",
+                    "mps" (default: ``$LMBOOK_DEVICE``, else the best one present); under torchrun
+                    each process takes cuda:LOCAL_RANK.
       precision     "auto" (bf16 autocast on GPUs that have it, fp16 + gradient scaler on older
                     ones such as the T4, fp32 on CPU/MPS), "fp32", "bf16" or "fp16".
       compile       torch.compile the model: "auto" (on CUDA with Triton; falls back to eager if
@@ -343,7 +344,7 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both")
 
-    dev = ddp.rank_device(pick_device(device))
+    dev = ddp.rank_device(pick_device(str(device) if isinstance(device, torch.device) else device))
     precision = resolve_precision(precision, dev)
     use_compile = resolve_compile(compile, dev)
     compile_auto = isinstance(compile, str) and compile.lower() == "auto"
@@ -381,7 +382,7 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
                     "min_lr_ratio": min_lr_ratio, "weight_decay": weight_decay, "betas": list(betas),
                     "grad_clip": grad_clip, "shuffle": shuffle}
         if checkpoint_dir is not None and resume and latest_checkpoint(checkpoint_dir) is not None:
-            state = load_checkpoint(checkpoint_dir, raw, optimizer, scaler=scaler, map_location=dev)
+            state = load_checkpoint(checkpoint_dir, raw, optimizer, scaler=scaler)  # RNG states stay on the CPU
             start = state["step"]
             if state["history"]:
                 history = History.from_dict(state["history"])
