@@ -147,6 +147,8 @@ def test_gpt_errors():
         model(torch.tensor([[1, -3, 4]]))
     with pytest.raises(ValueError, match=r"labels must have shape \(2, 8\)"):
         model(ids(2, 8, 50), labels=ids(2, 7, 50))
+    with pytest.raises(ValueError, match=r"labels contains 50, outside \[0, 50\) \(or -100 for no target\)"):
+        model(ids(2, 8, 50), labels=torch.full((2, 8), 50))
     with pytest.raises(TypeError, match="integer token ids"):
         model(torch.rand(2, 8))
     with pytest.raises(ValueError, match=r"add a batch dimension"):
@@ -248,10 +250,12 @@ def test_bert_errors():
         clf(torch.tensor([[1, 60]]))
     with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
         clf(ids(2, 5, 60), labels=torch.tensor([[0], [1]]))
-    with pytest.raises(ValueError, match=r"labels contains class 2, outside \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"labels contains 2, outside \[0, 2\)$"):
         clf(ids(2, 5, 60), labels=torch.tensor([0, 2]))
     with pytest.raises(ValueError, match=r"labels must have shape \(2, 5\)"):
         mlm(ids(2, 5, 60), labels=ids(2, 4, 60))
+    with pytest.raises(TypeError, match=r"labels must be integer class ids"):
+        mlm(ids(2, 5, 60), labels=torch.zeros(2, 5))
     with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids"):
         mlm(ids(2, 5, 60), attention_mask=torch.ones(2, 4))
     with pytest.raises(ValueError, match=r"token_type_ids contains token id 2.*vocab_size=2"):
@@ -338,6 +342,8 @@ def test_transformer_errors():
         model(ids(1, 4, 20), torch.tensor([[1, 22]]))
     with pytest.raises(ValueError, match=r"labels must have shape \(1, 3\)"):
         model(ids(1, 4, 20), ids(1, 3, 22), labels=ids(1, 4, 22))
+    with pytest.raises(ValueError, match=r"labels contains -5, outside \[0, 22\)"):
+        model(ids(1, 4, 20), ids(1, 3, 22), labels=torch.tensor([[1, -5, -100]]))
     with pytest.raises(ValueError, match=r"src_mask must have the shape of src_ids"):
         model(ids(1, 4, 20), ids(1, 3, 22), src_mask=torch.ones(1, 5))
     with pytest.raises(ValueError, match=r"d_model \(30\) must be divisible by n_heads \(4\)"):

@@ -224,7 +224,7 @@ class BertModel(BertPreTrainedModel):
             if tuple(attention_mask.shape) != (B, T):
                 raise ValueError(f"attention_mask must have the shape of input_ids {(B, T)} "
                                  f"(1 = token, 0 = padding), got {tuple(attention_mask.shape)}")
-            if not bool(attention_mask.all()):
+            if torch.compiler.is_compiling() or not bool(attention_mask.all()):  # no sync when compiled
                 mask = padding_mask(attention_mask)  # (B, 1, 1, T): no query attends to padding
         h = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         hidden_states = [h] if output_hidden_states else None
@@ -289,7 +289,8 @@ class BertForMaskedLM(BertPreTrainedModel):
         out.logits = self.cls(out.last_hidden_state)  # (B, T, V)
         if labels is not None:
             B, T = input_ids.shape
-            check_labels(labels, (B, T), "the token to predict at masked positions, -100 elsewhere")
+            check_labels(labels, (B, T), "the token to predict at masked positions, -100 elsewhere",
+                         self.config.vocab_size)
             out.loss = F.cross_entropy(out.logits.view(B * T, -1), labels.reshape(B * T), ignore_index=-100)
         return out
 
@@ -314,12 +315,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
                         output_hidden_states=output_hidden_states)
         out.logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
         if labels is not None:
-            check_labels(labels, (input_ids.shape[0],), "one class id per sequence")
-            if labels.numel() and not torch.compiler.is_compiling():
-                lo, hi = torch.aminmax(labels)
-                if int(lo) < 0 or int(hi) >= self.num_labels:
-                    bad = int(lo) if int(lo) < 0 else int(hi)
-                    raise ValueError(f"labels contains class {bad}, outside [0, {self.num_labels}) "
-                                     f"for num_labels={self.num_labels}")
+            check_labels(labels, (input_ids.shape[0],), "one class id per sequence", self.num_labels,
+                         ignore_index=None)
             out.loss = F.cross_entropy(out.logits, labels)
         return out

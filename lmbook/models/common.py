@@ -51,14 +51,23 @@ def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "
                          f"[0, {vocab_size}) for vocab_size={vocab_size}")
 
 
-def check_labels(labels: torch.Tensor, shape: tuple, what: str) -> None:
-    """Raise a clear error unless ``labels`` is an integer tensor of exactly ``shape``."""
+def check_labels(labels: torch.Tensor, shape: tuple, what: str, num_classes: int | None = None,
+                 ignore_index: int | None = -100) -> None:
+    """Raise a clear error unless ``labels`` is an integer tensor of exactly ``shape`` whose
+    values lie in [0, num_classes) or equal ``ignore_index``."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integer class ids (torch.long), got dtype {labels.dtype}")
+    if num_classes is None or labels.numel() == 0 or torch.compiler.is_compiling():
+        return
+    valid = labels if ignore_index is None else labels.masked_fill(labels == ignore_index, 0)
+    lo, hi = (int(t) for t in torch.aminmax(valid))
+    if lo < 0 or hi >= num_classes:
+        skip = f" (or {ignore_index} for no target)" if ignore_index is not None else ""
+        raise ValueError(f"labels contains {lo if lo < 0 else hi}, outside [0, {num_classes}){skip}")
 
 
 def set_fast_attention(model: nn.Module, fast: bool = True) -> nn.Module:

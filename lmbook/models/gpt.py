@@ -140,7 +140,7 @@ class GPT(nn.Module):
         cfg = self.config
         check_ids(input_ids, cfg.vocab_size, cfg.block_size)
         B, T = input_ids.shape
-        if attention_mask is not None:
+        if attention_mask is not None and not torch.compiler.is_compiling():
             _check_right_padding(attention_mask, (B, T))
         tok = self.transformer.wte(input_ids)  # (B, T, C)
         pos = self.transformer.wpe(self.pos[:T])  # (T, C)
@@ -151,7 +151,7 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if labels is not None:
-            check_labels(labels, (B, T), "one target token per input position, -100 to skip")
+            check_labels(labels, (B, T), "one target token per input position, -100 to skip", cfg.vocab_size)
             loss = F.cross_entropy(logits.view(B * T, -1), labels.reshape(B * T), ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss)
 

@@ -157,7 +157,9 @@ class Transformer(nn.Module):
             want = tuple(src_ids.shape) if src_ids is not None else "(batch, src_len)"
             raise ValueError(f"src_mask must have the shape of src_ids {want} "
                              f"(1 = token, 0 = padding), got {tuple(src_mask.shape)}")
-        return None if bool(src_mask.all()) else padding_mask(src_mask)
+        if not torch.compiler.is_compiling() and bool(src_mask.all()):
+            return None  # nothing to mask: keep the unmasked fast path
+        return padding_mask(src_mask)
 
     def encode(self, src_ids, src_mask=None):
         """src_ids (B, S) -> memory (B, S, C)."""
@@ -186,7 +188,8 @@ class Transformer(nn.Module):
         loss = None
         if labels is not None:
             B, T = tgt_ids.shape
-            check_labels(labels, (B, T), "the next target token for each decoder position, -100 to skip")
+            check_labels(labels, (B, T), "the next target token for each decoder position, -100 to skip",
+                         self.config.tgt_vocab_size)
             loss = F.cross_entropy(logits.reshape(B * T, -1), labels.reshape(B * T), ignore_index=-100,
                                    label_smoothing=self.config.label_smoothing)
         return ModelOutput(logits=logits, loss=loss)
