@@ -50,7 +50,7 @@ def _context_length(model):
     return getattr(cfg, "block_size", None) or getattr(cfg, "n_positions", None)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the ids it returns may feed a training step later
 def _generate(model, ids, max_new_tokens, temperature, top_k, top_p, greedy, generator, eos_id):
     block = _context_length(model)
     finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
@@ -87,8 +87,8 @@ def generate(model, input_ids, max_new_tokens: int, *, temperature: float = 1.0,
     probability mass ``top_p``. ``seed`` makes the sampling reproducible (a private
     ``torch.Generator``; the global RNG is untouched). With ``eos_id``, a sequence that produced
     it is padded with ``eos_id`` and generation stops early once every sequence has, so n may be
-    smaller than ``max_new_tokens``. The model runs in eval mode without gradients; its
-    training/eval mode is restored afterwards.
+    smaller than ``max_new_tokens``. The ids are moved to the model's device and returned there.
+    The model runs in eval mode without gradients; its training/eval mode is restored afterwards.
     """
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
@@ -138,7 +138,7 @@ def greedy_decode(model, src_ids, max_len: int, bos_id: int, eos_id: int, src_ma
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             memory = model.encode(src_ids, src_mask)  # (B, S, C), computed once
             B = src_ids.shape[0]
             ys = torch.full((B, 1), bos_id, dtype=torch.long, device=device)

@@ -87,6 +87,7 @@ def test_generate_shape_reproducibility_and_training_mode_restored():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert model.training
     assert torch.is_grad_enabled()  # grad mode untouched outside generate
+    model(a[:, -9:-1], labels=a[:, -8:]).loss.backward()  # generated ids can feed a training step
 
 
 def test_generate_seed_does_not_touch_the_global_rng():
