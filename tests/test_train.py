@@ -349,3 +349,21 @@ def test_history_json_and_plot(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_failed_compilation_falls_back_to_eager_only_in_auto_mode(monkeypatch):
+    import lmbook.train.loop as loop
+
+    def broken_compile(module):
+        def call(**batch):
+            raise RuntimeError("inductor: no C++ compiler")
+        return call
+
+    monkeypatch.setattr(loop, "resolve_compile", lambda setting, device: True)  # as on a GPU
+    monkeypatch.setattr(loop.torch, "compile", broken_compile)
+    opts = {k: v for k, v in QUIET.items()}
+    with pytest.warns(UserWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+        h = fit(toy_model(), toy_data(), steps=3, compile="auto", **opts)
+    assert h.info["compile"] is False and len(h.train_loss) == 3
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        fit(toy_model(), toy_data(), steps=3, compile=True, **opts)

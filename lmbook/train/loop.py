@@ -227,7 +227,7 @@ def _autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def _evaluate(model, loader, max_batches, device, precision, info, forward=None) -> float:
-    forward = forward or model
+    forward = model if forward is None else forward
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * examples, examples)
