@@ -155,6 +155,18 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
+    def forward(self, h, mask=None, output_attentions=False, output_hidden_states=False):
+        """h (B, T, C) embeddings -> (B, T, C), [inputs and each layer's output], [(B, H, T, T) weights]"""
+        hidden_states = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layer:
+            h, weights = layer(h, mask, output_attentions)
+            if output_hidden_states:
+                hidden_states.append(h)
+            if output_attentions:
+                attentions.append(weights)
+        return h, hidden_states, attentions
+
 
 class BertPooler(nn.Module):  # tanh(W h_[CLS] + b): (B, T, C) -> (B, C)
     def __init__(self, config: BertConfig):
@@ -227,14 +239,7 @@ class BertModel(BertPreTrainedModel):
             if torch.compiler.is_compiling() or not bool(attention_mask.all()):  # no sync when compiled
                 mask = padding_mask(attention_mask)  # (B, 1, 1, T): no query attends to padding
         h = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
-        hidden_states = [h] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for layer in self.encoder.layer:
-            h, weights = layer(h, mask, output_attentions)
-            if output_hidden_states:
-                hidden_states.append(h)
-            if output_attentions:
-                attentions.append(weights)
+        h, hidden_states, attentions = self.encoder(h, mask, output_attentions, output_hidden_states)
         pooled = self.pooler(h) if self.pooler is not None else None
         return ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states,
                            attentions=attentions)
