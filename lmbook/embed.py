@@ -1,14 +1,22 @@
 """Sentence embeddings from a BERT-style encoder: mean pooling over real (non-padding) tokens,
-as all-MiniLM-L6-v2 was trained to be used (Reimers & Gurevych 2019), and cosine similarity.
+as all-MiniLM-L6-v2 was trained to be used (Reimers & Gurevych 2019), and cosine similarity;
+a bag-of-words baseline and a linear probe (logistic regression) on any fixed features.
 
     tokenizer, model = lmbook.pretrained.load_bert("base")
     E = sentence_embeddings(["a good film", "a great movie"], tokenizer, model)   # (2, 384)
     S = cosine_similarity_matrix(E)                                              # (2, 2)
+    probe = train_linear_probe(E_train, y_train); probe_accuracy(probe, E_val, y_val)
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -66,3 +74,71 @@ def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor | None = None) -> 
         raise ValueError(f"expected two (rows, features) matrices with the same number of "
                          f"features, got {tuple(a.shape)} and {tuple(b.shape)}")
     return F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+
+
+# ------------------------------------------------------------------------------------------
+# a baseline without pretraining: bag of words
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters/digits, with an apostrophe suffix such as n't or 's)."""
+    return WORD.findall(text.lower().replace("\u2019", "'"))
+
+
+def build_vocabulary(texts, min_count: int = 1) -> dict[str, int]:
+    """Word -> column index for the words of ``texts`` seen at least ``min_count`` times
+    (sorted, so the same texts always give the same columns)."""
+    counts = Counter(w for t in texts for w in words(t))
+    return {w: i for i, w in enumerate(sorted(w for w, c in counts.items() if c >= min_count))}
+
+
+def bag_of_words(texts, vocabulary: dict[str, int], normalize: bool = True) -> torch.Tensor:
+    """(len(texts), len(vocabulary)) word-presence features (1 if the word occurs); words not in
+    the vocabulary are dropped. ``normalize`` scales each non-empty row to unit length."""
+    if not vocabulary:
+        raise ValueError("the vocabulary is empty: build it from some texts first")
+    X = torch.zeros(len(texts), len(vocabulary))
+    for i, t in enumerate(texts):
+        for w in set(words(t)):
+            j = vocabulary.get(w)
+            if j is not None:
+                X[i, j] = 1.0
+    return F.normalize(X, dim=-1) if normalize else X
+
+
+# ------------------------------------------------------------------------------------------
+# a linear classifier on frozen features
+def train_linear_probe(X: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, *,
+                       l2: float = 1e-3, max_iter: int = 200) -> nn.Linear:
+    """Multinomial logistic regression on fixed features: minimise mean cross-entropy +
+    ``l2``/2 * ||W||^2 (bias not penalised) with full-batch L-BFGS, from zero weights, so the
+    result is deterministic. X (N, C) float, y (N,) class ids -> an ``nn.Linear(C, classes)``."""
+    X = X.detach().float()
+    y = torch.as_tensor(y, dtype=torch.long)
+    if X.dim() != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"expected X (N, C) and y (N,), got {tuple(X.shape)} and {tuple(y.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError("no training examples")
+    k = int(num_classes or int(y.max()) + 1)
+    if k < 2:
+        raise ValueError("need at least two classes")
+    probe = nn.Linear(X.shape[1], k)
+    nn.init.zeros_(probe.weight)
+    nn.init.zeros_(probe.bias)
+    opt = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=max_iter,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(probe(X), y) + 0.5 * l2 * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return probe.eval()
+
+
+@torch.no_grad()
+def probe_accuracy(probe: nn.Module, X: torch.Tensor, y) -> float:
+    """Fraction of rows of ``X`` whose highest-scoring class is ``y``."""
+    y = torch.as_tensor(y, dtype=torch.long)
+    return (probe(X.float()).argmax(-1) == y).float().mean().item()

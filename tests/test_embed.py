@@ -70,3 +70,30 @@ def test_pretrained_minilm_ranks_a_paraphrase_above_an_unrelated_sentence():
                                    "The stock market fell sharply today."], tok, model)
     s = embed.cosine_similarity_matrix(e)
     assert s[0, 1] > s[0, 2] + 0.2
+
+
+def test_bag_of_words_features():
+    vocab = embed.build_vocabulary(["A good film.", "a BAD film", "isn't it"])
+    assert vocab == {"a": 0, "bad": 1, "film": 2, "good": 3, "isn't": 4, "it": 5}
+    X = embed.bag_of_words(["good good film", "unknown words only"], vocab, normalize=False)
+    assert X.tolist() == [[0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]]
+    Xn = embed.bag_of_words(["good film"], vocab)
+    assert torch.allclose(Xn.norm(dim=-1), torch.ones(1))
+    assert embed.words("It\u2019s FUN!") == ["it's", "fun"]
+    with pytest.raises(ValueError, match="empty"):
+        embed.bag_of_words(["x"], {})
+
+
+def test_linear_probe_separates_separable_data_and_is_deterministic():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 5, generator=g)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+    p1, p2 = embed.train_linear_probe(X, y), embed.train_linear_probe(X, y)
+    assert torch.equal(p1.weight, p2.weight)
+    assert embed.probe_accuracy(p1, X, y) > 0.97
+    # a strong L2 penalty shrinks the weights
+    assert embed.train_linear_probe(X, y, l2=10.0).weight.norm() < p1.weight.norm()
+    three = embed.train_linear_probe(X, torch.arange(200) % 3)
+    assert three.out_features == 3
+    with pytest.raises(ValueError, match="expected X"):
+        embed.train_linear_probe(X, y[:10])
