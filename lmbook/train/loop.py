@@ -521,7 +521,7 @@ def _progress_bar(total, initial, enabled):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="fit", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc="fit", dynamic_ncols=True)  # "it" = optimizer step
 
 
 def _warn_if_changed(saved: dict, now: dict) -> None:
