@@ -39,11 +39,13 @@ def random_bert_config(seed):
 
 
 def randomise(model, seed):
-    """Random values everywhere (LayerNorm and biases too), so a misplaced weight cannot hide."""
+    """Random values everywhere (LayerNorm gains near 1, biases too), so a misplaced weight
+    cannot hide behind an initial value such as 0 or 1."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.dim() == 1 and p.shape[0] % 2 else 0.0))
+        for name, p in model.named_parameters():
+            is_gain = p.dim() == 1 and ("LayerNorm" in name or "ln_" in name) and name.endswith("weight")
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2 + (1.0 if is_gain else 0.0))
     return model
 
 
@@ -61,6 +63,7 @@ def test_gpt_to_hf_and_back_same_logits(seed):
     x = ids(2, 12, ours.config.vocab_size, seed)
     with torch.no_grad():
         expected = ours(x).logits
+        assert expected.std() > 0.1  # a test with tiny logits would prove little
         torch.testing.assert_close(hf(x).logits, expected, atol=ATOL, rtol=ATOL)
         back = from_hf(hf)
         assert isinstance(back, GPT) and back.config == ours.config
@@ -121,6 +124,7 @@ def test_bert_to_hf_and_back_same_outputs(kind):
         back = from_hf(hf)
         assert type(back) is type(ours) and back.config == ours.config
         c = back(x, attention_mask=mask, token_type_ids=tt)
+    assert (a.last_hidden_state if a.logits is None else a.logits).std() > 0.1
     if kind.startswith("base"):
         torch.testing.assert_close(b.last_hidden_state, a.last_hidden_state, atol=ATOL, rtol=ATOL)
         torch.testing.assert_close(c.last_hidden_state, a.last_hidden_state, atol=ATOL, rtol=ATOL)
