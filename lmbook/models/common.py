@@ -80,11 +80,7 @@ def set_fast_attention(model: nn.Module, fast: bool = True) -> nn.Module:
 
 
 def count_parameters(model: nn.Module, exclude: tuple = ()) -> int:
-    """Number of distinct parameters (a tied matrix counts once), minus the modules in ``exclude``."""
-    seen = {id(p) for m in exclude for p in m.parameters()}
-    total, counted = 0, set()
-    for p in model.parameters():
-        if id(p) not in counted and id(p) not in seen:
-            counted.add(id(p))
-            total += p.numel()
-    return total
+    """Number of parameters (``parameters()`` lists a tied matrix once), minus those of the
+    modules in ``exclude``."""
+    skip = {id(p) for m in exclude for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
