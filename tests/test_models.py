@@ -280,6 +280,8 @@ def test_transformer_shapes_layers_and_loss_at_init():
     assert out.logits.shape == (3, 7, 22)
     assert abs(out.loss.item() - math.log(22)) < 0.5
     assert model.generator.weight is model.tgt_embed.weight
+    total = sum(p.numel() for p in model.parameters())
+    assert model.num_parameters() == total and model.num_parameters(non_embedding=True) == total - 20 * 32
     # the layers work on their own, for tracing shapes
     enc, dec = EncoderLayer(32, 4, 64), DecoderLayer(32, 4, 64)
     x, y = torch.randn(2, 5, 32), torch.randn(2, 3, 32)

@@ -142,8 +142,10 @@ class Transformer(nn.Module):
         nn.init.normal_(self.tgt_embed.weight, std=c.d_model ** -0.5)
         self.generator.weight = self.tgt_embed.weight  # shared matrix (section 3.4)
 
-    def num_parameters(self) -> int:
-        return count_parameters(self)
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """All parameters (the shared matrix once); ``non_embedding=True`` leaves out the source
+        embeddings (the target embeddings are also the output layer, so they stay, as in GPT)."""
+        return count_parameters(self, exclude=(self.src_embed,) if non_embedding else ())
 
     def _embed(self, ids, table):  # (B, L) -> (B, L, C)
         return self.dropout(self.positions(table(ids) * math.sqrt(self.config.d_model)))
