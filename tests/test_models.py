@@ -212,6 +212,9 @@ def test_bert_mlm_tied_loss_at_init_and_ignore_index():
     model = BertForMaskedLM(tiny_bert_config())
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
     assert model.bert.pooler is None  # as transformers' BertForMaskedLM
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = sum(p.numel() for p in model.bert.embeddings.parameters())
+    assert model.num_parameters() == total and model.num_parameters(non_embedding=True) == total - embeddings
     x = ids(4, 12, 60)
     labels = torch.full_like(x, -100)
     labels[:, 3] = x[:, 3]
