@@ -15,3 +15,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 collect_ignore_glob = ["_build/*", ".venv/*", "benchmarks/*"]
+
+
+def pytest_configure(config):
+    """Unit tests run in this process: give torch the same fixed thread count as the kernels
+    (with several pytest-xdist workers on a 2-core machine, more threads only oversubscribe)."""
+    try:
+        import torch
+    except ImportError:  # the repository checks need no torch
+        return
+    torch.set_num_threads(int(os.environ["LMBOOK_THREADS"]))
