@@ -81,7 +81,8 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, is_causal: bool = False,
     v (..., S, d_v) -> (..., T, d_v).
 
     ``fast=True`` calls torch's fused kernel (flash / memory-efficient / math, whichever fits);
-    ``fast=False`` runs the spelled-out formula. Both give the same result up to rounding.
+    ``fast=False`` runs the spelled-out formula. Both give the same result up to rounding, except
+    for a query whose keys are all blocked: the formula gives 0/0 = NaN there, torch's kernel zeros.
     """
     _check(q, k, v, mask)
     if fast:

@@ -132,7 +132,7 @@ def loglog_with_reference(x, series: dict, power: float = 2.0, anchor: str | Non
     for label, y in series.items():
         ax.loglog(x, _np(y), marker=marker, label=label)
     ref = _np(series[anchor if anchor is not None else next(iter(series))])
-    ax.loglog(x, ref[0] * (x / x[0]) ** power, "k--", lw=1, label=f"∝ n^{power:g} (reference)")
+    ax.loglog(x, ref[0] * (x / x[0]) ** power, "k--", lw=1, label=f"$\\propto n^{{{power:g}}}$ (reference)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -180,7 +180,7 @@ def transformer_diagram(ax=None, title="The Transformer (Vaswani et al., 2017): 
     ax = _axes(ax, (8, 6.2))
     ax.set_xlim(0, 10)
     ax.axis("off")
-    w = 2.6
+    w = 2.8
     # encoder (x = 2.6)
     ex = 2.6
     _box(ax, ex, -0.45, w, 0.55, "input embedding\n+ positions", "embed")
@@ -195,12 +195,12 @@ def transformer_diagram(ax=None, title="The Transformer (Vaswani et al., 2017): 
     ax.text(ex, top + 0.75, "encoder output (memory)\n(B, S, d_model)", ha="center", va="bottom", fontsize=8)
     # decoder (x = 7.2)
     dx = 7.2
-    _box(ax, dx, -0.45, w, 0.55, "output embedding + positions\n(shifted right)", "embed")
+    _box(ax, dx, -0.45, w, 0.55, "output embedding\n+ positions (shifted right)", "embed")
     _arrow(ax, dx, -0.17, dx, 0.47)
     t1 = _sublayer(ax, dx, 0.75, w, "masked multi-head\nself-attention", "attn", dx + w / 2 + 0.3)
     _arrow(ax, dx, t1, dx, t1 + 0.47)
     y_cross = t1 + 0.75
-    t2 = _sublayer(ax, dx, y_cross, w, "multi-head cross-attention\n(Q: decoder; K, V: encoder)", "attn",
+    t2 = _sublayer(ax, dx, y_cross, w, "multi-head cross-attention\nQ: decoder; K, V: encoder", "attn",
                    dx + w / 2 + 0.3)
     _arrow(ax, dx, t2, dx, t2 + 0.47)
     t3 = _sublayer(ax, dx, t2 + 0.75, w, "feed-forward\n(per position)", "ffn", dx + w / 2 + 0.3)
@@ -213,7 +213,7 @@ def transformer_diagram(ax=None, title="The Transformer (Vaswani et al., 2017): 
     ax.text(dx, t3 + 1.3, "next-token probabilities", ha="center", va="bottom", fontsize=8)
     # memory -> every decoder layer's cross-attention (keys and values)
     _arrow(ax, ex + 0.6, top + 0.6, dx - w / 2, y_cross, connectionstyle="arc3,rad=-0.25", color="#b5541c")
-    ax.text((ex + dx) / 2 + 0.2, y_cross + 1.05, "K, V", color="#b5541c", fontsize=9, ha="center")
+    ax.text((ex + dx) / 2 - 0.1, y_cross + 1.2, "K, V", color="#b5541c", fontsize=9, ha="center")
     ax.set_ylim(-0.9, t3 + 1.75)
     if title:
         ax.set_title(title, fontsize=10)

@@ -108,6 +108,17 @@ def test_causal_mask_with_more_keys_than_queries_sees_the_past():
         scaled_dot_product_attention(q, k, v, m, fast=True))
 
 
+def test_query_with_every_key_blocked_is_nan_spelled_out_and_zero_fused():
+    # causal + left padding: queries 0 and 1 may see no key at all (documented in the docstring)
+    mask = causal_mask(4) & padding_mask(torch.tensor([[0, 0, 1, 1]]))
+    q, k, v = qkv(1, 2, T=4, d=8)
+    spelled = scaled_dot_product_attention(q, k, v, mask, fast=False)
+    fused = scaled_dot_product_attention(q, k, v, mask, fast=True)
+    assert spelled[..., :2, :].isnan().all() and not spelled[..., 2:, :].isnan().any()
+    assert (fused[..., :2, :] == 0).all()
+    torch.testing.assert_close(spelled[..., 2:, :], fused[..., 2:, :], **TOL[torch.float32])
+
+
 # ---------------------------------------------------------------------------------------------
 # what the weights look like
 def test_weights_rows_sum_to_one_and_are_nonnegative():

@@ -2,6 +2,8 @@
 attention explorer is wired so that its stored widget state alone switches maps (jslink)."""
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -76,6 +78,10 @@ def test_attention_explorer_structure_and_links():
     images = [im for s in outer.children for im in s.children]
     assert all(isinstance(im, W.Image) and im.value[:4] == b"\x89PNG" for im in images)
     assert len({im.value for im in images}) == 6  # every map drawn separately
+    from PIL import Image
+
+    png = Image.open(io.BytesIO(images[0].value))
+    assert png.mode == "P" and len(png.getcolors()) <= 128  # palette PNG: small notebooks
     assert len(explorer.links) == 1 + 2
     targets = {(w.source[0].description, w.source[1], id(w.target[0]), w.target[1]) for w in explorer.links}
     assert targets == ({("layer", "value", id(outer), "selected_index")}
