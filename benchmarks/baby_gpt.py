@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--val-batches", type=int, default=200, help="batches for the final validation loss")
     ap.add_argument("--seed", type=int, default=1337, help="nanoGPT's seed")
     ap.add_argument("--progress", action="store_true", help="show a progress bar")
+    ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                    help="torch.compile (auto: on for CUDA; nanoGPT's CPU run has it off)")
     args = ap.parse_args()
 
     import lmbook
@@ -57,7 +59,8 @@ def main():
     t0 = time.perf_counter()
     history = fit(model, train, val_data=val, steps=args.steps, batch_size=B, lr=1e-3, warmup_steps=100,
                   min_lr_ratio=0.1, betas=(0.9, 0.99), weight_decay=0.1, grad_clip=1.0,
-                  eval_every=250, eval_batches=20, device=device, precision="auto", compile="auto",
+                  eval_every=250, eval_batches=20, device=device, precision="auto",
+                  compile={"on": True, "off": False}.get(args.compile, args.compile),
                   seed=args.seed, progress=args.progress)
     train_time = time.perf_counter() - t0
     load_after = os.getloadavg()
@@ -73,6 +76,11 @@ def main():
           f"({args.val_batches} batches of {B}x{T} random windows)")
     print(f"training wall time {train_time:.1f} s for {args.steps} steps "
           f"({history.tokens[-1] / train_time:,.0f} tokens/s)")
+    k = max(1, len(history.time) // 10)  # after compilation and warm-up
+    if len(history.time) > k + 1:
+        steady = (history.tokens[-1] - history.tokens[k]) / (history.time[-1] - history.time[k])
+        print(f"steady state after step {k}: {steady:,.0f} tokens/s "
+              f"({(history.time[-1] - history.time[k]) / (len(history.time) - 1 - k) * 1e3:.0f} ms/step)")
     print(f"load average (1, 5, 15 min): before {tuple(round(v, 2) for v in load_before)}, "
           f"after {tuple(round(v, 2) for v in load_after)}; {os.cpu_count()} cores")
 

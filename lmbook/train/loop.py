@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Mapping
@@ -83,6 +84,8 @@ def _to_device(batch, device: torch.device, non_blocking: bool):
 
 def _count(batch) -> tuple[int, int]:
     """(tokens, examples) in a batch: tokens from attention_mask or input_ids when present."""
+    if not isinstance(batch, Mapping):
+        return 0, 0  # _to_device says what is wrong
     examples = next((v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0), 0)
     if isinstance(batch.get("attention_mask"), torch.Tensor):
         tokens = int(batch["attention_mask"].sum())
@@ -311,7 +314,8 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
       checkpoint_every  steps between checkpoints (None: only at the end).
       resume            continue from the newest checkpoint in ``checkpoint_dir`` if there is one:
                         same data order, optimizer and RNG state, so the result equals an
-                        uninterrupted run.
+                        uninterrupted run (under DDP every process resumes with rank 0's RNG
+                        state; a collate_fn's own random generator is not saved).
       seed          seeds the data order and torch's global RNG (dropout); the model's initial
                     weights are the caller's business (``lmbook.setup(seed)`` before building it).
       progress      show a tqdm progress bar with the loss (rank 0 only).
@@ -330,9 +334,8 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
         raise ValueError(f"eval_batches must be a positive integer or 'all', got {eval_batches!r}")
     precision = p.precision if precision is None else precision
     compile = p.compile if compile is None else compile
-    for name, value in (("batch_size", batch_size), ("accum_steps", accum_steps), ("eval_every", eval_every)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    batch_size, accum_steps, eval_every = (_positive_int(n, v) for n, v in (
+        ("batch_size", batch_size), ("accum_steps", accum_steps), ("eval_every", eval_every)))
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
     if not 0.0 <= min_lr_ratio <= 1.0:
@@ -359,9 +362,7 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
             if not epochs > 0:
                 raise ValueError(f"epochs must be positive, got {epochs!r}")
             steps = max(1, int(epochs * batches.per_epoch) // accum_steps)
-        steps = p.steps if steps is None else steps
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = _positive_int("steps", p.steps if steps is None else steps)
         if warmup_steps is None:
             warmup_steps = min(p.warmup_steps, steps // 10)
         val_loader = _val_loader(val_data, batch_size, collate_fn, seed, info) if val_data is not None else None
@@ -423,7 +424,10 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
             step_loss = torch.zeros((), device=dev)
             n_tok = n_ex = 0
             for micro in range(accum_steps):
-                batch = _to_device(next(stream), dev, non_blocking=dev.type == "cuda")
+                cpu_batch = next(stream)
+                t, e = _count(cpu_batch)  # counted before the copy: no GPU sync
+                n_tok, n_ex = n_tok + t, n_ex + e
+                batch = _to_device(cpu_batch, dev, non_blocking=dev.type == "cuda")
                 last = micro == accum_steps - 1
                 sync = wrapped.no_sync() if info.enabled and not last else contextlib.nullcontext()
                 try:
@@ -441,8 +445,6 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
                     history.info["compile"] = False
                     loss = _forward_backward(forward, batch, dev, precision, scaler, accum_steps, sync)
                 step_loss += loss.detach().float()
-                t, e = _count(batch)
-                n_tok, n_ex = n_tok + t, n_ex + e
             if grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(raw.parameters(), grad_clip)
@@ -479,6 +481,12 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
         if pbar is not None:
             pbar.close()
         ddp.teardown(info)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _forward_backward(forward, batch, dev, precision, scaler, accum_steps, sync):
