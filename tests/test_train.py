@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmbook.train import (PRESETS, History, NonFiniteLossError, Preset, evaluate, fit, get_preset,
-                          load_checkpoint, lr_at, param_groups, save_checkpoint)
+                          load_checkpoint, lr_at, param_groups, resolve_precision, save_checkpoint)
 from lmbook.train import checkpoint as ckpt
 
 @pytest.fixture(autouse=True)
@@ -367,3 +367,32 @@ def test_failed_compilation_falls_back_to_eager_only_in_auto_mode(monkeypatch):
     assert h.info["compile"] is False and len(h.train_loss) == 3
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         fit(toy_model(), toy_data(), steps=3, compile=True, **opts)
+
+
+@pytest.mark.parametrize("gpu, capability, memory_gb, preset, precision", [
+    ("Tesla T4", (7, 5), 15, "t4", "fp16"),          # no bf16: fp16 autocast + gradient scaler
+    ("NVIDIA A100-SXM4-40GB", (8, 0), 40, "large", "bf16"),
+    ("NVIDIA GeForce RTX 3060", (8, 6), 12, "t4", "bf16"),  # bf16, but small memory
+])
+def test_hardware_choices_on_simulated_gpus(monkeypatch, gpu, capability, memory_gb, preset, precision):
+    from types import SimpleNamespace
+
+    from lmbook.train import presets
+    from lmbook.train.loop import resolve_compile
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device=None: SimpleNamespace(total_memory=memory_gb * 2**30))
+    monkeypatch.delenv("LMBOOK_PRESET", raising=False)
+    assert presets.auto_preset_name() == preset == get_preset().name
+    cuda = torch.device("cuda")
+    assert resolve_precision("auto", cuda) == precision
+    assert resolve_precision("fp32", cuda) == "fp32" and resolve_precision("fp16", cuda) == "fp16"
+    if capability < (8, 0):
+        with pytest.raises(ValueError, match=f"{gpu} has no bf16 support.*fp16"):
+            resolve_precision("bf16", cuda)
+    assert resolve_compile(False, cuda) is False and resolve_compile("on", cuda) is True
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve_precision("half", cuda)
