@@ -425,8 +425,8 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
             n_tok = n_ex = 0
             for micro in range(accum_steps):
                 cpu_batch = next(stream)
-                t, e = _count(cpu_batch)  # counted before the copy: no GPU sync
-                n_tok, n_ex = n_tok + t, n_ex + e
+                batch_tokens, batch_examples = _count(cpu_batch)  # before the copy: no GPU sync
+                n_tok, n_ex = n_tok + batch_tokens, n_ex + batch_examples
                 batch = _to_device(cpu_batch, dev, non_blocking=dev.type == "cuda")
                 last = micro == accum_steps - 1
                 sync = wrapped.no_sync() if info.enabled and not last else contextlib.nullcontext()
@@ -459,20 +459,20 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
             do_eval = val_loader is not None and (done % eval_every == 0 or done == steps)
             do_save = checkpoint_dir is not None and (
                 done == steps or (checkpoint_every is not None and done % checkpoint_every == 0))
-            if len(pending) >= flush_every or do_eval or do_save or done == steps:
+            flushed = len(pending) >= flush_every or do_eval or do_save or done == steps
+            if flushed:
                 _flush(pending, history, info, t0, precision)
                 pending = []
-                if pbar is not None:
-                    pbar.update(done - pbar.n)
             if do_eval:
                 last_val = _evaluate(raw, val_loader, eval_batches, dev, precision, info, forward=eval_forward)
                 history.val.append((done, last_val))
                 raw.train()
-            if pbar is not None and history.train_loss and (not pending):
+            if pbar is not None and flushed:
                 post = {"loss": f"{history.train_loss[-1]:.4f}"}
                 if last_val is not None:
                     post["val"] = f"{last_val:.4f}"
                 pbar.set_postfix(post, refresh=False)
+                pbar.update(done - pbar.n)
             if do_save:
                 save(done)
         raw.eval()
