@@ -353,3 +353,30 @@ def test_transformer_errors():
         model(ids(1, 4, 20), ids(1, 3, 22), src_mask=torch.ones(1, 5))
     with pytest.raises(ValueError, match=r"d_model \(30\) must be divisible by n_heads \(4\)"):
         TransformerConfig(10, 10, d_model=30, n_heads=4)
+
+
+# --------------------------------------------------------------------------------------------
+# no GPU sync in forward
+def test_forward_reads_no_tensor_value_off_the_cpu():
+    """On a GPU, reading a value (int(t.max()), bool(t.all())) makes the CPU wait for the GPU at
+    every step. The "meta" device has shapes but no values: any such read raises there, so a
+    forward pass that runs on meta tensors reads none (the value checks run on CPU tensors only)."""
+    meta = torch.device("meta")
+    gpt = tiny_gpt().to(meta)
+    x = ids(2, 8, 50).to(meta)
+    mask = torch.ones(2, 8, dtype=torch.long, device=meta)
+    assert gpt(x, labels=x, attention_mask=mask).loss.device == meta
+    torch.manual_seed(0)
+    mlm = BertForMaskedLM(tiny_bert_config()).to(meta)
+    assert mlm(ids(2, 8, 60).to(meta), attention_mask=mask, labels=ids(2, 8, 60).to(meta)).loss.device == meta
+    clf = BertForSequenceClassification(tiny_bert_config(), num_labels=2).to(meta)
+    assert clf(ids(2, 8, 60).to(meta), labels=torch.zeros(2, dtype=torch.long, device=meta)).logits.shape == (2, 2)
+    t = tiny_transformer().to(meta)
+    src, tgt = ids(2, 6, 20).to(meta), ids(2, 5, 22).to(meta)
+    out = t(src, tgt, src_mask=torch.ones(2, 6, device=meta), labels=tgt)
+    assert out.logits.shape == (2, 5, 22) and t(src, tgt).logits.device == meta
+    # shapes and dtypes are still checked everywhere
+    with pytest.raises(ValueError, match="block_size=16"):
+        gpt(ids(1, 17, 50).to(meta))
+    with pytest.raises(TypeError, match="integer token ids"):
+        gpt(torch.zeros(1, 4, device=meta))

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmbook.attention import attention_weights, padding_mask, scaled_dot_product_attention
-from lmbook.models.common import ModelOutput, check_ids, check_labels, count_parameters
+from lmbook.models.common import (ModelOutput, check_ids, check_labels, count_parameters,
+                                  values_readable)
 
 
 @dataclass
@@ -236,7 +237,8 @@ class BertModel(BertPreTrainedModel):
             if tuple(attention_mask.shape) != (B, T):
                 raise ValueError(f"attention_mask must have the shape of input_ids {(B, T)} "
                                  f"(1 = token, 0 = padding), got {tuple(attention_mask.shape)}")
-            if torch.compiler.is_compiling() or not bool(attention_mask.all()):  # no sync when compiled
+            # all ones (no padding): no mask, the unmasked fast path; seen only where values_readable
+            if not values_readable(attention_mask) or not bool(attention_mask.all()):
                 mask = padding_mask(attention_mask)  # (B, 1, 1, T): no query attends to padding
         h = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         h, hidden_states, attentions = self.encoder(h, mask, output_attentions, output_hidden_states)

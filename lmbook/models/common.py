@@ -1,5 +1,12 @@
 """What every lmbook model shares: the output object, input checks with clear messages, and the
-switch between torch's fused attention kernel and the spelled-out formula."""
+switch between torch's fused attention kernel and the spelled-out formula.
+
+The input checks look at shapes and dtypes always, and at values (token ids in range, labels in
+range, padding on the right) only where that is free: on CPU tensors outside torch.compile (see
+:func:`values_readable`). On a GPU (CUDA, MPS) a model never reads a tensor's value in
+``forward``, so a training step never waits for the GPU; an id out of range there stops with
+CUDA's "device-side assert triggered" instead (run the same batch on the CPU for the message).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,10 +34,19 @@ class ModelOutput:
     attentions: list | None = None
 
 
+def values_readable(t: torch.Tensor) -> bool:
+    """True when reading the values of ``t`` (``int(t.max())``, ``bool(t.all())``) is free: ``t`` is
+    on the CPU and no torch.compile trace is running. On a GPU such a read makes the CPU wait until
+    the GPU has finished all queued work (a sync per forward pass stalls every training step);
+    under torch.compile it would break the graph."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "input_ids",
               len_name: str = "block_size") -> None:
     """Raise a clear error unless ``ids`` is (batch, seq_len) integer token ids in
-    [0, vocab_size) with seq_len <= max_len."""
+    [0, vocab_size) with seq_len <= max_len. The range is checked only when
+    :func:`values_readable` (CPU tensors)."""
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
     if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
@@ -42,7 +58,7 @@ def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "
     if T > max_len:
         raise ValueError(f"{name} has {T} tokens but the model's context is {len_name}={max_len}; "
                          f"crop the input or raise {len_name}")
-    if ids.numel() == 0 or torch.compiler.is_compiling():
+    if ids.numel() == 0 or not values_readable(ids):
         return
     lo, hi = (int(t) for t in torch.aminmax(ids))
     if lo < 0 or hi >= vocab_size:
@@ -54,14 +70,15 @@ def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "
 def check_labels(labels: torch.Tensor, shape: tuple, what: str, num_classes: int | None = None,
                  ignore_index: int | None = -100) -> None:
     """Raise a clear error unless ``labels`` is an integer tensor of exactly ``shape`` whose
-    values lie in [0, num_classes) or equal ``ignore_index``."""
+    values lie in [0, num_classes) or equal ``ignore_index`` (values checked only when
+    :func:`values_readable`)."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integer class ids (torch.long), got dtype {labels.dtype}")
-    if num_classes is None or labels.numel() == 0 or torch.compiler.is_compiling():
+    if num_classes is None or labels.numel() == 0 or not values_readable(labels):
         return
     valid = labels if ignore_index is None else labels.masked_fill(labels == ignore_index, 0)
     lo, hi = (int(t) for t in torch.aminmax(valid))

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmbook.attention import scaled_dot_product_attention
-from lmbook.models.common import ModelOutput, check_ids, check_labels, count_parameters
+from lmbook.models.common import (ModelOutput, check_ids, check_labels, count_parameters,
+                                  values_readable)
 
 
 @dataclass
@@ -136,11 +137,12 @@ class GPT(nn.Module):
         ``attention_mask`` (B, T), 1 = token, 0 = padding, is accepted for batches padded on the
         right: under causal attention a token never sees the padding after it, so nothing needs
         masking (give the padded positions label -100). Left padding would shift positions and is
-        refused."""
+        refused. Values (id range, padding side) are checked on CPU tensors only: on a GPU that
+        would make every step wait for it (see ``lmbook.models.common.values_readable``)."""
         cfg = self.config
         check_ids(input_ids, cfg.vocab_size, cfg.block_size)
         B, T = input_ids.shape
-        if attention_mask is not None and not torch.compiler.is_compiling():
+        if attention_mask is not None:
             _check_right_padding(attention_mask, (B, T))
         tok = self.transformer.wte(input_ids)  # (B, T, C)
         pos = self.transformer.wpe(self.pos[:T])  # (T, C)
@@ -160,6 +162,8 @@ def _check_right_padding(attention_mask, shape):
     if tuple(attention_mask.shape) != tuple(shape):
         raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, "
                          f"got {tuple(attention_mask.shape)}")
+    if not values_readable(attention_mask):
+        return
     m = attention_mask.bool()
     if bool((m[:, 1:] & ~m[:, :-1]).any()):
         raise ValueError("GPT takes padding on the right only (a token after a padding position "

@@ -19,7 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmbook.attention import MultiHeadAttention, SinusoidalPositions, padding_mask
-from lmbook.models.common import ModelOutput, check_ids, check_labels, count_parameters
+from lmbook.models.common import (ModelOutput, check_ids, check_labels, count_parameters,
+                                  values_readable)
 
 
 @dataclass
@@ -159,7 +160,7 @@ class Transformer(nn.Module):
             want = tuple(src_ids.shape) if src_ids is not None else "(batch, src_len)"
             raise ValueError(f"src_mask must have the shape of src_ids {want} "
                              f"(1 = token, 0 = padding), got {tuple(src_mask.shape)}")
-        if not torch.compiler.is_compiling() and bool(src_mask.all()):
+        if values_readable(src_mask) and bool(src_mask.all()):
             return None  # nothing to mask: keep the unmasked fast path
         return padding_mask(src_mask)
 
