@@ -276,6 +276,35 @@ def test_checkpoint_roundtrip_stores_tied_weights_once(tmp_path):
     assert load_checkpoint(path, toy_model(seed=3))["step"] == 7  # a weights file works too
 
 
+def test_resume_on_another_device_keeps_the_optimizers_own_kernel(tmp_path):
+    """A checkpoint written by a CPU run (AdamW without the fused kernel) resumed where fit builds
+    a fused AdamW with an fp16 GradScaler (a T4). Simulated on the CPU, which has both."""
+    model = toy_model()
+    plain = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(**toy_data(1)[0])["loss"].backward()
+    plain.step()
+    save_checkpoint(tmp_path, model, plain, step=1)
+
+    other = toy_model(seed=1)
+    fused = torch.optim.AdamW(other.parameters(), lr=1e-3, fused=True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)  # small: no overflow, the step is taken
+    load_checkpoint(tmp_path, other, fused, scaler=scaler)
+    assert all(g["fused"] for g in fused.param_groups)
+    torch.testing.assert_close(fused.state[other.mix.weight]["exp_avg"], plain.state[model.mix.weight]["exp_avg"])
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = other(**toy_data(1)[0])["loss"]
+    scaler.scale(loss).backward()
+    scaler.unscale_(fused)  # fit unscales before clipping
+    scaler.step(fused)  # the scaler hands the fused kernel its scale and inf flag
+    scaler.update()
+    assert fused.state[other.mix.weight]["step"].item() == 2
+
+    back = torch.optim.AdamW(toy_model().parameters(), lr=1e-3)  # and the other way round
+    save_checkpoint(tmp_path, other, fused, step=2)
+    load_checkpoint(tmp_path, toy_model(), back)
+    assert not any(g["fused"] for g in back.param_groups)
+
+
 def test_checkpoint_of_another_config_names_the_mismatch(tmp_path):
     save_checkpoint(tmp_path, toy_model(n_embd=24), step=1)
     with pytest.raises(ValueError, match=r"n_embd: checkpoint 24, model 32.*mix.weight"):
@@ -367,6 +396,50 @@ def test_failed_compilation_falls_back_to_eager_only_in_auto_mode(monkeypatch):
     assert h.info["compile"] is False and len(h.train_loss) == 3
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         fit(toy_model(), toy_data(), steps=3, compile=True, **opts)
+
+
+def test_fp16_gradient_scaler_path_simulated_on_cpu(monkeypatch, tmp_path):
+    """fit's fp16 path (a T4): fp16 autocast, a GradScaler, unscaling before clipping, the fused
+    AdamW that takes the scaler's inf flag, the scaler's state in checkpoints. The CPU has all of
+    these, so the path runs here with the CUDA-only choices swapped for their CPU twins."""
+    import lmbook.train.loop as loop
+
+    scalers = []
+
+    def cpu_scaler(enabled):
+        scalers.append(torch.amp.GradScaler("cpu", enabled=enabled))
+        return scalers[-1]
+
+    monkeypatch.setattr(loop, "resolve_precision", lambda precision, device: "fp16")
+    monkeypatch.setattr(loop, "_grad_scaler", cpu_scaler)
+    monkeypatch.setattr(loop, "make_optimizer", lambda model, lr, wd, betas: torch.optim.AdamW(
+        param_groups(model, wd), lr=lr, betas=betas, fused=True))
+    clipped = []
+    real_clip = loop.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm):
+        params = list(params)
+        norm = real_clip(params, max_norm)
+        clipped.append((float(norm), float(torch.stack([p.grad.norm() for p in params]).norm())))
+        return norm
+
+    monkeypatch.setattr(loop.nn.utils, "clip_grad_norm_", clip)
+    model = toy_model(dropout=0.0)
+    h = fit(model, toy_data(), steps=30, checkpoint_dir=tmp_path, **{**QUIET, "lr": 1e-2})
+    scaler = scalers[0]
+    assert scaler.is_enabled() and h.info["precision"] == "fp16"
+    assert all(math.isfinite(x) for x in h.train_loss) and h.final_train_loss < 0.7 * h.train_loss[0]
+    assert scaler.get_scale() < 2.0**16  # it backed off after fp16 overflows (inf gradients)
+    assert not math.isfinite(clipped[0][0])  # the first steps overflow: skipped, not applied
+    # clipping sees the true gradients (unscaled first; scaled ones would be ~1e4 times larger)
+    # and leaves their norm at grad_clip
+    finite = [(before, after) for before, after in clipped if math.isfinite(before)]
+    assert len(finite) > 20 and all(before < 100 and after <= 1.0 + 1e-3 for before, after in finite)
+    state = torch.load(tmp_path / "state-0000030.pt", weights_only=True)
+    assert state["scaler"]["scale"] == scaler.get_scale()
+    h2 = fit(toy_model(dropout=0.0), toy_data(), steps=31, checkpoint_dir=tmp_path, **{**QUIET, "lr": 1e-2})
+    assert h2.info["resumed_from"] == 30 and len(h2.train_loss) == 31
+    assert scalers[1].get_scale() <= scaler.get_scale()  # the scale was restored, not 2**16 again
 
 
 @pytest.mark.parametrize("gpu, capability, memory_gb, preset, precision", [

@@ -218,13 +218,31 @@ def check_compatible(model: nn.Module, weights: str | os.PathLike, stored_config
     raise ValueError(" ".join(msg))
 
 
+_KERNEL_CHOICES = ("fused", "foreach", "capturable")
+
+
+def _with_own_kernels(saved: dict, optimizer) -> dict:
+    """The saved optimizer state with ``optimizer``'s own kernel choices (fused / foreach /
+    capturable). Those belong to the device the run is on, not to the one that wrote the
+    checkpoint: ``load_state_dict`` would otherwise bring them along, e.g. a CPU checkpoint
+    resumed on a GPU would drop the fused AdamW kernel that fp16's GradScaler relies on
+    (``step`` then fails with "Expected grad_scale and found_inf to be None")."""
+    groups = [dict(g) for g in saved["param_groups"]]
+    for group, own in zip(groups, optimizer.param_groups):
+        for key in _KERNEL_CHOICES:
+            if key in own:
+                group[key] = own[key]
+    return {**saved, "param_groups": groups}
+
+
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, *, scaler=None,
                     map_location="cpu") -> dict:
     """Load weights (and, if given, ``optimizer``/``scaler`` state) from a checkpoint folder
     (its newest checkpoint) or from a ``.safetensors`` file.
 
     Returns a dict with "step", "history" (a dict or None), "rng" and "extra". A checkpoint of a
-    model with another configuration raises a ValueError that names the differences.
+    model with another configuration raises a ValueError that names the differences. The
+    optimizer keeps its own kernel choice (fused or not), so a run may resume on another device.
     """
     from safetensors.torch import load_model
 
@@ -251,7 +269,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, *
     if optimizer is not None:
         if not state.get("optimizer"):
             raise ValueError(f"{weights}: the checkpoint holds no optimizer state")
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(_with_own_kernels(state["optimizer"], optimizer))
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return {"step": state.get("step", 0), "history": state.get("history"), "rng": state.get("rng"),

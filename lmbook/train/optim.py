@@ -19,7 +19,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
-                   betas: tuple[float, float] = (0.9, 0.95), device=None) -> torch.optim.AdamW:
+                   betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; the fused CUDA kernel when the parameters live on a GPU."""
     groups = param_groups(model, weight_decay)
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
