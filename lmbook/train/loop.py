@@ -238,10 +238,10 @@ def _evaluate(model, loader, max_batches, device, precision, info, forward=None)
     for i, batch in enumerate(loader):
         if per_rank is not None and i >= per_rank:
             break
+        n = _count(batch)[1] or 1  # before the copy: no GPU sync
         batch = _to_device(batch, device, non_blocking=device.type == "cuda")
         with _autocast(device, precision):
             loss = _loss_of(forward(**batch))
-        n = _count(batch)[1] or 1
         total[0] += loss.double() * n
         total[1] += n
     total = ddp.sum_over_ranks(total, info)
@@ -399,7 +399,7 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
         forward = torch.compile(wrapped) if use_compile else wrapped
         eval_forward = forward if not info.enabled else (torch.compile(raw) if use_compile else raw)
         stream = batches.stream(start * accum_steps)
-        flush_every = 10 if dev.type == "cuda" else 1  # reading a CUDA loss waits for the GPU
+        flush_every = 1 if dev.type == "cpu" else 10  # reading a GPU's loss waits for the GPU
         pending = []
         pbar = _progress_bar(steps, start, progress and info.is_main)
         t0 = time.perf_counter() - history.wall_time
