@@ -1,5 +1,5 @@
-"""fit() under torchrun: 2 CPU processes (gloo) reach the weights and losses of one process
-that sees the same global batch."""
+"""fit() under torchrun: 2 CPU processes (gloo), each accumulating 2 micro-batches, reach the
+weights and losses of one process that sees the same global batch at once."""
 from __future__ import annotations
 
 import json
