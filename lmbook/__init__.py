@@ -9,7 +9,14 @@ so that a reader finds it in seconds:
     lmbook.pretrained  the pretrained BERT (hub or packaged)
     lmbook.train       fit(), presets, checkpoints, distributed training
     lmbook.generate    sampling and decoding
+    lmbook.ngram       counted n-gram language models (chapter 2's baseline)
+    lmbook.embed       sentence embeddings, bag-of-words, linear probes
+    lmbook.milestones  the table of language models over time (chapter 1)
+    lmbook.bench       timing and peak memory of one call
     lmbook.plot        figures; lmbook.widgets: ipywidgets views
+    lmbook.device      pick_device(); lmbook.hub: hub_reachable()
+
+``python -m lmbook train ...`` trains the book's models from the command line (lmbook.cli).
 """
 from __future__ import annotations
 
@@ -20,13 +27,14 @@ __version__ = "0.1.0"
 __all__ = ["setup", "__version__"]
 
 
-def setup(seed: int = 0, threads: int | None = None, device: str | None = None, quiet: bool = False):
+def setup(seed: int = 0, threads: int | None = None, device: str | None = None, verbose: bool = True):
     """Make a notebook reproducible and say where it will run. Returns the ``torch.device``.
 
     - seeds Python, NumPy and torch with ``seed``;
     - fixes torch's CPU thread count (results of CPU kernels depend on it): ``threads``, else
       ``$LMBOOK_THREADS`` (the test suite sets 1), else every core of this machine;
-    - picks the device: ``device``, else ``$LMBOOK_DEVICE``, else CUDA, then MPS, then CPU.
+    - picks the device: ``device``, else ``$LMBOOK_DEVICE``, else CUDA, then MPS, then CPU;
+    - prints one line saying so (``verbose=False``: silent).
     """
     import numpy as np
     import torch
@@ -42,7 +50,7 @@ def setup(seed: int = 0, threads: int | None = None, device: str | None = None, 
     np.random.seed(seed)
     torch.manual_seed(seed)
     dev = pick_device(device)
-    if not quiet:
+    if verbose:
         what = {"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)", "cpu": "CPU"}[dev.type]
         print(f"lmbook {__version__}: device {dev.type} ({what}), {threads} CPU thread(s), seed {seed}")
     return dev

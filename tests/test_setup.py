@@ -17,18 +17,18 @@ def test_setup_seeds_threads_and_reports_device(capsys, monkeypatch):
     assert torch.get_num_threads() == 1
     assert "device cpu" in line and "1 CPU thread" in line and "seed 3" in line
     a = torch.rand(3)
-    lmbook.setup(seed=3, threads=1, quiet=True)
+    lmbook.setup(seed=3, threads=1, verbose=False)
     assert torch.equal(a, torch.rand(3))
 
 
 def test_setup_reads_thread_count_from_environment(monkeypatch):
     monkeypatch.setenv("LMBOOK_THREADS", "2")
-    lmbook.setup(quiet=True)
+    lmbook.setup(verbose=False)
     assert torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="at least 1"):
-        lmbook.setup(threads=-1, quiet=True)
+        lmbook.setup(threads=-1, verbose=False)
     monkeypatch.setenv("LMBOOK_THREADS", "1")
-    lmbook.setup(quiet=True)
+    lmbook.setup(verbose=False)
 
 
 def test_pick_device_override_and_errors(monkeypatch):
