@@ -41,8 +41,7 @@ def main():
     from lmbook.models import GPT, GPTConfig
     from lmbook.train import evaluate, fit
 
-    threads = args.threads or int(os.environ.get("LMBOOK_THREADS", 0)) or os.cpu_count() or 1
-    device = lmbook.setup(seed=args.seed, threads=threads, device=args.device)
+    device = lmbook.setup(seed=args.seed, threads=args.threads, device=args.device)
     text = shakespeare_text()
     tok = CharTokenizer.from_text(text)
     train_text, val_text = train_val_text(text, 0.1)

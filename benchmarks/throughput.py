@@ -42,18 +42,16 @@ def main():
 
     import transformers
 
+    import lmbook
     from lmbook.data import CharTokenizer, get_batch, shakespeare_text
-    from lmbook.device import pick_device
     from lmbook.models import GPT, GPTConfig, gpt_to_hf
     from lmbook.train import make_optimizer, resolve_precision
 
-    torch.set_num_threads(args.threads or int(os.environ.get("LMBOOK_THREADS", 0)) or os.cpu_count() or 1)
-    device = pick_device(args.device)
+    device = lmbook.setup(seed=0, threads=args.threads, device=args.device, verbose=False)
     precision = resolve_precision(args.precision, device)
     text = shakespeare_text()
     tok = CharTokenizer.from_text(text)
     ids = torch.tensor(tok.encode(text))
-    torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd, dropout=0.0)
     ours = GPT(cfg).to(device)

@@ -29,7 +29,8 @@ DATA = {"gpt": ("shakespeare",), "bert-mlm": ("shakespeare", "rotten-tomatoes"),
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lmbook", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lmbook", description=__doc__.split("\n\n")[0],
+                                     epilog="Options of a command: python -m lmbook train --help")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     tr = sub.add_parser(
         "train", help="train a model (gpt, bert-mlm, classify)",
@@ -41,20 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
                "Several GPUs: torchrun --nproc_per_node=8 -m lmbook train gpt --preset large")
     tr.add_argument("task", choices=list(TASKS), help="what to train")
     g = tr.add_argument_group("hardware")
-    g.add_argument("--preset", default=None,
+    g.add_argument("--preset", default=None, metavar="NAME",
                    help="settings sized for the hardware: cpu, t4, large (default: $LMBOOK_PRESET, "
                         "else chosen from the hardware)")
-    g.add_argument("--device", default=None,
+    g.add_argument("--device", default=None, metavar="NAME",
                    help="auto, cpu, cuda, cuda:N or mps (default: $LMBOOK_DEVICE, else the best present)")
     g.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                    help="autocast precision (default: the preset's; auto = bf16 on recent GPUs, fp16 "
                         "on a T4, fp32 on CPU)")
     g.add_argument("--compile", default=None, choices=["auto", "on", "off"],
                    help="torch.compile the model (default: the preset's; auto = on for CUDA)")
-    g.add_argument("--threads", type=int, default=None,
+    g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch (default: $LMBOOK_THREADS, else every core)")
     g = tr.add_argument_group("data")
-    g.add_argument("--data", default=None,
+    g.add_argument("--data", default=None, metavar="NAME",
                    help="corpus: gpt: shakespeare; bert-mlm: shakespeare or rotten-tomatoes; classify: "
                         "rotten-tomatoes or sms-spam (default: the first)")
     g.add_argument("--plays", nargs="+", default=None, metavar="PLAY",
@@ -62,41 +63,46 @@ def build_parser() -> argparse.ArgumentParser:
                         "default all 38")
     g.add_argument("--tokenizer", default="char", choices=["char", "bpe"],
                    help="gpt only: characters (default) or byte-level BPE trained on the corpus")
-    g.add_argument("--bpe-vocab", type=int, default=1024, help="gpt with --tokenizer bpe: vocabulary size")
+    g.add_argument("--bpe-vocab", type=int, default=1024, metavar="N",
+                   help="gpt with --tokenizer bpe: vocabulary size (default 1024)")
     g = tr.add_argument_group("model size (default: the preset's; classify keeps the pretrained BERT's)")
-    g.add_argument("--n-layer", type=int, default=None, help="Transformer layers")
-    g.add_argument("--n-head", type=int, default=None, help="attention heads per layer")
-    g.add_argument("--n-embd", type=int, default=None, help="width (hidden size)")
-    g.add_argument("--block-size", type=int, default=None,
+    g.add_argument("--n-layer", type=int, default=None, metavar="N", help="Transformer layers")
+    g.add_argument("--n-head", type=int, default=None, metavar="N", help="attention heads per layer")
+    g.add_argument("--n-embd", type=int, default=None, metavar="N", help="width (hidden size)")
+    g.add_argument("--block-size", type=int, default=None, metavar="N",
                    help="context length in tokens (classify: the longest text kept)")
-    g.add_argument("--dropout", type=float, default=None, help="dropout probability")
+    g.add_argument("--dropout", type=float, default=None, metavar="P", help="dropout probability")
     g = tr.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's; "
+    g.add_argument("--steps", type=int, default=None, metavar="N", help="optimizer steps (default: the preset's; "
                                                           "classify: one epoch)")
-    g.add_argument("--epochs", type=float, default=None, help="passes over the training data, instead of --steps")
-    g.add_argument("--batch-size", type=int, default=None, help="examples per micro-batch per process")
-    g.add_argument("--accum-steps", type=int, default=None, help="micro-batches per optimizer step")
-    g.add_argument("--lr", type=float, default=None,
+    g.add_argument("--epochs", type=float, default=None, metavar="E", help="passes over the training data, instead of --steps")
+    g.add_argument("--batch-size", type=int, default=None, metavar="N", help="examples per micro-batch per process")
+    g.add_argument("--accum-steps", type=int, default=None, metavar="N", help="micro-batches per optimizer step")
+    g.add_argument("--lr", type=float, default=None, metavar="LR",
                    help="peak learning rate (default: the preset's; classify: 5e-5)")
-    g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps")
-    g.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr as a fraction of --lr")
-    g.add_argument("--weight-decay", type=float, default=None,
+    g.add_argument("--warmup-steps", type=int, default=None, metavar="N",
+                   help="linear warm-up steps (default: the preset's, at most a tenth of the steps)")
+    g.add_argument("--min-lr-ratio", type=float, default=0.1, metavar="R",
+                   help="final lr as a fraction of --lr (default 0.1)")
+    g.add_argument("--weight-decay", type=float, default=None, metavar="WD",
                    help="AdamW weight decay on matrices (default 0.1; classify 0.01)")
-    g.add_argument("--beta2", type=float, default=None,
+    g.add_argument("--beta2", type=float, default=None, metavar="B2",
                    help="AdamW beta2 (default 0.99 for gpt, as nanoGPT's shakespeare_char; else 0.999)")
-    g.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
-    g.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
-    g.add_argument("--eval-batches", type=int, default=None, help="validation batches per evaluation")
-    g.add_argument("--seed", type=int, default=0, help="seed of initial weights, data order, masking")
+    g.add_argument("--grad-clip", type=float, default=1.0, metavar="NORM",
+                   help="clip the gradient norm to this (default 1.0; 0: off)")
+    g.add_argument("--eval-every", type=int, default=None, metavar="N", help="steps between evaluations")
+    g.add_argument("--eval-batches", type=int, default=None, metavar="N", help="validation batches per evaluation")
+    g.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of initial weights, data order, masking (default 0)")
     g = tr.add_argument_group("output")
-    g.add_argument("--out", default=None, help="output folder (default: runs/<task>)")
-    g.add_argument("--checkpoint-every", type=int, default=None,
+    g.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/<task>)")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="steps between checkpoints (default: only after the last step)")
     g.add_argument("--no-resume", action="store_true",
                    help="start afresh even if --out holds a checkpoint")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--sample", type=int, default=300,
-                   help="gpt: characters/tokens of text to generate at the end (0: none)")
+    g.add_argument("--sample", type=int, default=300, metavar="N",
+                   help="gpt: characters/tokens of text to generate at the end (default 300; 0: none)")
     return parser
 
 
@@ -119,19 +125,16 @@ def _say(*a) -> None:
 
 
 def train(args, argv=None) -> dict:
-    import torch
-
+    import lmbook
     from lmbook.train import fit, get_preset
 
     data_choices = DATA[args.task]
     data = args.data or data_choices[0]
     if data not in data_choices:
         raise SystemExit(f"--data {data!r} does not fit task {args.task}: use one of {', '.join(data_choices)}")
-    threads = args.threads or int(os.environ.get("LMBOOK_THREADS", 0)) or (os.cpu_count() or 1)
-    torch.set_num_threads(threads)
-    torch.manual_seed(args.seed)
     try:
         preset = get_preset(args.preset)
+        lmbook.setup(seed=args.seed, threads=args.threads, device=args.device, verbose=_is_main())
     except ValueError as e:
         raise SystemExit(str(e)) from None
     size = {k: getattr(args, k) if getattr(args, k) is not None else getattr(preset, k)

@@ -65,3 +65,5 @@ def test_cli_errors(tmp_path):
         main(["train", "gpt", "--preset", "huge", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):  # argparse: invalid choice
         main(["train", "translate"])
+    with pytest.raises(SystemExit, match="unknown device 'tpu'"):
+        main(["train", "gpt", "--device", "tpu", "--out", str(tmp_path)])
