@@ -1,21 +1,11 @@
 """lmbook.generate: filtering, sampling, greedy decoding."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from lmbook.generate import generate, greedy_decode, top_k_filter, top_p_filter
 from lmbook.models import GPT, GPTConfig
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("LMBOOK_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
 
 
 class FixedLM(torch.nn.Module):

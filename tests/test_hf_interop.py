@@ -1,8 +1,6 @@
 """lmbook.models.hf: the book's models and Hugging Face transformers compute the same function."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -16,14 +14,11 @@ ATOL = 1e-5
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread_quiet():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("LMBOOK_THREADS", "1")))
+def quiet_transformers():
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     yield
     transformers.logging.set_verbosity(verbosity)
-    torch.set_num_threads(before)
 
 
 def ids(B, T, V, seed=0):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -11,15 +10,6 @@ from lmbook.generate import greedy_decode
 from lmbook.models import (GPT, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel,
                            DecoderLayer, EncoderLayer, GPTConfig, Transformer, TransformerConfig,
                            set_fast_attention)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """torch's CPU results and speed depend on the thread count: use $LMBOOK_THREADS (conftest: 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("LMBOOK_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_gpt(**kw):

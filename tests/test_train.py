@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 
 import pytest
@@ -14,16 +13,6 @@ import torch.nn.functional as F
 from lmbook.train import (PRESETS, History, NonFiniteLossError, Preset, evaluate, fit, get_preset,
                           load_checkpoint, lr_at, param_groups, resolve_precision, save_checkpoint)
 from lmbook.train import checkpoint as ckpt
-
-@pytest.fixture(autouse=True)
-def _threads():
-    """torch's CPU thread count as the suite sets it (LMBOOK_THREADS): tiny models on busy cores
-    run many times slower with more threads than cores are free."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("LMBOOK_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
-
 
 V = 16  # vocabulary of the toy task: predict (token + 1) mod V
 
