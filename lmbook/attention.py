@@ -14,6 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = ["causal_mask", "padding_mask", "attention_weights", "scaled_dot_product_attention",
+           "MultiHeadAttention", "sinusoidal_positions", "SinusoidalPositions"]
+
 
 # --------------------------------------------------------------------------------------------
 # masks

@@ -14,6 +14,8 @@ import time
 
 import torch
 
+__all__ = ["best_time", "peak_memory"]
+
 
 def _sync(device):
     device = torch.device(device) if device is not None else None

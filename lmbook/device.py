@@ -5,6 +5,8 @@ import os
 
 import torch
 
+__all__ = ["pick_device"]
+
 KNOWN = ("auto", "cpu", "cuda", "mps")
 
 

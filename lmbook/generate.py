@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["generate", "greedy_decode", "top_k_filter", "top_p_filter"]
+
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` largest logits in the last dimension, set the others to -inf.

@@ -9,6 +9,8 @@ import functools
 import os
 import socket
 
+__all__ = ["hub_reachable"]
+
 HUB_HOST = "huggingface.co"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "LMBOOK_OFFLINE")
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["attention_heatmap", "attention_grid", "annotated_matrix", "loglog_with_reference",
+           "transformer_diagram"]
+
 
 def _np(a):
     """torch tensor / list / array -> float numpy array (on the CPU, detached)."""

