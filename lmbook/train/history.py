@@ -14,7 +14,9 @@ class History:
 
     ``train_loss`` is the step's loss (mean over its micro-batches and, under DDP, over ranks);
     ``tokens``/``examples`` are cumulative over all ranks; ``time`` is wall seconds since the
-    start of training (a resumed run continues the clock of the checkpoint).
+    start of training (a resumed run continues the clock of the checkpoint). On a GPU ``fit``
+    reads the losses every 10 steps (each read waits for the GPU), and steps read together share
+    one time.
     """
     steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
