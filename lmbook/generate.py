@@ -92,10 +92,12 @@ def generate(model, input_ids, max_new_tokens: int, *, temperature: float = 1.0,
     smaller than ``max_new_tokens``. The ids are moved to the model's device and returned there.
     The model runs in eval mode without gradients; its training/eval mode is restored afterwards.
     """
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-        raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got {shape}; "
-                         "for one sequence use ids[None]")
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a (batch, seq_len) tensor of token ids, got a "
+                        f"{type(input_ids).__name__}; e.g. torch.tensor([tokenizer.encode(text)])")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be a (batch, seq_len) tensor of token ids, got shape "
+                         f"{tuple(input_ids.shape)}; for one sequence use ids[None]")
     if input_ids.shape[1] == 0:
         raise ValueError("input_ids is empty: give at least one token to start from (e.g. a BOS token)")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:

@@ -152,6 +152,8 @@ def test_generate_argument_errors():
         generate(model, x, -1)
     with pytest.raises(ValueError, match=r"ids\[None\]"):
         generate(model, torch.tensor([1, 2]), 3)
+    with pytest.raises(TypeError, match=r"got a list; e.g. torch.tensor\(\[tokenizer.encode"):
+        generate(model, [[1, 2]], 3)
     with pytest.raises(ValueError, match="empty"):
         generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
     with pytest.raises(TypeError, match="encode"):
