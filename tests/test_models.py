@@ -370,3 +370,26 @@ def test_forward_reads_no_tensor_value_off_the_cpu():
         gpt(ids(1, 17, 50).to(meta))
     with pytest.raises(TypeError, match="integer token ids"):
         gpt(torch.zeros(1, 4, device=meta))
+
+
+def test_models_trace_into_one_graph_for_torch_compile():
+    """torch.compile (fit's default on CUDA) runs a model as one fused graph unless something in
+    forward breaks it (a value read, a data-dependent branch): then every step pays for the
+    break. Dynamo's tracer alone (no C++ compiler needed) finds the breaks."""
+    import torch._dynamo as dynamo
+
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, 6:] = 0
+    x = ids(2, 8, 50)
+    calls = {
+        "GPT": (tiny_gpt(), dict(input_ids=x, labels=x, attention_mask=mask)),
+        "BertForMaskedLM": (BertForMaskedLM(tiny_bert_config()),
+                            dict(input_ids=x, attention_mask=mask, labels=x)),
+        "Transformer": (tiny_transformer(), dict(src_ids=ids(2, 6, 20), tgt_ids=ids(2, 5, 22),
+                                                 src_mask=mask[:, :6], labels=ids(2, 5, 22))),
+    }
+    for name, (model, batch) in calls.items():
+        dynamo.reset()
+        report = dynamo.explain(model)(**batch)
+        assert report.graph_break_count == 0, (name, [str(b.reason) for b in report.break_reasons])
+        assert report.graph_count == 1, name
