@@ -112,6 +112,12 @@ class NGramLM:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    @property
+    def num_ngrams(self) -> int:
+        """Distinct n-grams of orders 1..``order`` counted (a ``with_order`` view shares its
+        parent's counts but counts only its own orders)."""
+        return sum(len(self.counts[m]) for m in range(1, self.order + 1))
+
     def _build(self):
         """Per order m: the table T_m (raw counts for the top order, continuation counts below
         for Kneser-Ney), its context totals, numbers of distinct followers, and discount D_m."""

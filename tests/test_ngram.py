@@ -105,6 +105,8 @@ def test_with_order_shares_counts():
     small = big.with_order(2)
     ref = NGramLM(2).fit(TEXT)
     assert small.order == 2
+    assert small.num_ngrams == ref.num_ngrams == len(set(TEXT)) + len(ref.counts[2])
+    assert big.num_ngrams > small.num_ngrams
     for ctx in ["a", "b", "r"]:
         assert small.distribution(ctx) == pytest.approx(ref.distribution(ctx))
 
