@@ -7,6 +7,7 @@ then report its size.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,9 @@ def main(argv):
     html = ROOT / "_build" / "html"
     import vendor_assets  # tools/vendor_assets.py, beside this file
     vendor_assets.main(["--out", str(html / "_static" / "offline")])
+    # Browsers may ask for /favicon.ico before they read the page's <link rel="icon">: serve the
+    # same icon there (PNG data; browsers sniff it), so that request never fails.
+    shutil.copyfile(ROOT / "_static" / "favicon.png", html / "favicon.ico")
     n, size = site_size(html)
     print(f"site: {html}/index.html ({n} files, {size / 2**20:.1f} MiB)")
     return 0
