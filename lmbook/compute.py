@@ -218,8 +218,9 @@ def format_duration(seconds) -> str:
     """A duration in the largest unit that keeps it at least 1: seconds, minutes, hours, days,
     years (365.25 days), with three significant digits."""
     s = float(_positive("seconds", seconds))
-    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if s >= size:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60),
+                       ("seconds", 1)):
+        if s >= size or unit == "seconds":
             v = s / size
-            return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
-    return f"{s:.3g} seconds"
+            text = f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+            return f"{text} {unit[:-1] if text == '1' else unit}"

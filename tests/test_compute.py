@@ -133,3 +133,4 @@ def test_accelerators_and_durations():
     assert compute.format_duration(3 * 86400) == "3 days"
     assert compute.format_duration(200 * 365.25 * 86400) == "200 years"
     assert compute.format_duration(0.5) == "0.5 seconds"
+    assert compute.format_duration(3600) == "1 hour" and compute.format_duration(1) == "1 second"
