@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = ["mean_pool", "sentence_embeddings", "cosine_similarity_matrix", "words", "build_vocabulary", "bag_of_words", "train_linear_probe", "probe_accuracy"]
+
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 

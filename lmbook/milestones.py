@@ -17,6 +17,8 @@ from importlib.resources import files
 
 import pandas as pd
 
+__all__ = ["load_models", "load_milestones", "citation_keys", "training_flops", "open_closed_by_year", "fmt_count", "WEIGHTS"]
+
 MODELS_CSV = "llm_models.csv"
 MILESTONES_CSV = "ai_milestones.csv"
 WEIGHTS = ("open", "closed", "code")

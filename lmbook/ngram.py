@@ -27,6 +27,8 @@ import random
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
+__all__ = ["NGramLM", "SMOOTHINGS", "bits", "scramble"]
+
 SMOOTHINGS = ("kneser-ney", "add-k")
 
 

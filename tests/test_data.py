@@ -190,6 +190,9 @@ def test_plays_list():
     assert [p.path for p in plays] == on_disk
     by_name = {p.name: p for p in plays}
     assert by_name["macbeth"].title == "Macbeth" and by_name["macbeth"].genre == "tragedies"
+    # every title is a play's name, never a heading such as "ACT I" (one file has no "# Title" line)
+    assert by_name["measure-for-measure"].title == "Measure for Measure"
+    assert not [p.title for p in plays if p.title.upper().startswith(("ACT", "SCENE"))]
     assert {p.genre for p in plays} == {"comedies", "histories", "problems", "roman", "romances",
                                         "tragedies"}
 

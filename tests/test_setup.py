@@ -97,8 +97,20 @@ def test_missing_package_error_says_what_to_install(monkeypatch):
         pretrained.packaged_bert_dir()
 
 
-MODULES = ["attention", "models", "data", "train", "generate", "pretrained", "bench", "plot", "widgets",
-           "hub", "device"]
+def _public_modules() -> list[str]:
+    """Every module and subpackage of lmbook except the command-line entry points."""
+    import pkgutil
+
+    import lmbook
+    return sorted(m.name for m in pkgutil.iter_modules(lmbook.__path__)
+                  if not m.name.startswith("_") and m.name != "cli")
+
+
+MODULES = _public_modules()
+
+
+def test_module_list_is_discovered():
+    assert {"attention", "models", "data", "train", "generate", "pretrained"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)

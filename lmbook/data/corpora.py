@@ -296,9 +296,17 @@ def shakespeare_plays() -> tuple[Play, ...]:
     for path in sorted(root.glob("*/*.md")):
         with path.open(encoding="utf-8") as f:
             first = f.readline().strip()
-        title = first.lstrip("#").strip() if first.startswith("#") else path.stem
+        # "# Title" on the first line; a file that starts at "## ACT I" gets a title from its name
+        title = first[2:].strip() if first.startswith("# ") else _title_from_name(path.stem)
         plays.append(Play(path.stem, title, path.parent.name, path))
     return tuple(plays)
+
+
+def _title_from_name(stem: str) -> str:
+    """"measure-for-measure" -> "Measure for Measure" (short function words stay lower case)."""
+    small = {"a", "an", "and", "as", "at", "for", "in", "of", "on", "or", "the", "to"}
+    words = stem.replace("-s-", "'s-").split("-")
+    return " ".join(w if i and w in small else w[:1].upper() + w[1:] for i, w in enumerate(words))
 
 
 _BRACKETED = re.compile(r"[_*]*\\?\[[^\]\n]*\][_*]*")   # inline "_[Aside]_", "*[Reads.]*"
