@@ -18,6 +18,7 @@ Probing (Tenney et al. 2019; Hewitt & Liang 2019 for control tasks):
 Association tests (WEAT, Caliskan et al. 2017; SEAT, May et al. 2019):
 
     association_test(X, Y, A, B)   -> AssociationResult(effect_size, p_value, ...)
+    permutation_p_value(s_x, s_y)  the test's p-value for any two groups of scores
 
 Memorisation (Carlini et al. 2021, 2023):
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 
 __all__ = ["occlusion", "gradient_x_input", "attention_received", "attention_rollout", "kendall_tau",
            "spearman_rho", "layer_embeddings", "cross_validated_accuracy", "association_test",
-           "AssociationResult", "sample_spans", "verbatim_completion", "Completion"]
+           "AssociationResult", "permutation_p_value", "sample_spans", "verbatim_completion", "Completion"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -291,30 +292,43 @@ def association_test(X: torch.Tensor, Y: torch.Tensor, A: torch.Tensor, B: torch
         return (Wn @ F.normalize(A.double(), dim=-1).T).mean(1) - (Wn @ F.normalize(B.double(), dim=-1).T).mean(1)
 
     s_x, s_y = s(X), s(Y)
-    s_all = torch.cat([s_x, s_y]).numpy()
     effect = float((s_x.mean() - s_y.mean()) / torch.cat([s_x, s_y]).std(correction=1))
-    n, nx = s_all.size, s_x.numel()
-    # sum_x s - sum_y s = 2 sum_x s - total: ranking re-partitions by sum over X_i is enough
-    observed = s_all[:nx].sum()
+    p = permutation_p_value(s_x, s_y, permutations=permutations, seed=seed)
+    exact = math.comb(s_x.numel() + s_y.numel(), s_x.numel()) <= permutations
+    used = math.comb(s_x.numel() + s_y.numel(), s_x.numel()) if exact else permutations
+    return AssociationResult(effect, p, exact, used, s_x.float(), s_y.float())
+
+
+def permutation_p_value(s_x, s_y, *, permutations: int = 100_000, seed: int = 0) -> float:
+    """One-sided permutation p-value that the scores ``s_x`` are larger than ``s_y``:
+    P[sum(X_i) - sum(Y_i) >= sum(s_x) - sum(s_y)] over re-partitions (X_i, Y_i) of all scores
+    with |X_i| = len(s_x). Exact when there are at most ``permutations`` re-partitions, else
+    ``permutations`` random ones (``numpy.random.default_rng(seed)``) counted together with the
+    observed one, (k + 1) / (n + 1), so the smallest reachable value is 1 / (permutations + 1)."""
+    s_x = np.asarray(torch.as_tensor(s_x).double(), dtype=np.float64).ravel()
+    s_y = np.asarray(torch.as_tensor(s_y).double(), dtype=np.float64).ravel()
+    if s_x.size < 1 or s_y.size < 1:
+        raise ValueError("need at least one score on each side")
+    if permutations < 1:
+        raise ValueError(f"permutations must be at least 1, got {permutations}")
+    s_all = np.concatenate([s_x, s_y])
+    n, nx = s_all.size, s_x.size
+    # sum_x s - sum_y s = 2 sum_x s - total: ranking re-partitions by their sum over X_i is enough
+    observed = s_x.sum()
     tol = 1e-12 * max(1.0, abs(observed))
     total = math.comb(n, nx)
     if total <= permutations:
         idx = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(n), nx)),
                           dtype=np.int64, count=total * nx).reshape(total, nx)
-        sums = s_all[idx].sum(1)
-        p = float((sums >= observed - tol).mean())
-        exact, used = True, total
-    else:
-        rng = np.random.default_rng(seed)
-        hits, done = 0, 0
-        while done < permutations:  # in chunks: (chunk, n) index matrices stay small
-            m = min(10_000, permutations - done)
-            idx = rng.permuted(np.tile(np.arange(n), (m, 1)), axis=1)[:, :nx]
-            hits += int((s_all[idx].sum(1) >= observed - tol).sum())
-            done += m
-        p = (hits + 1) / (permutations + 1)
-        exact, used = False, permutations
-    return AssociationResult(effect, p, exact, used, s_x.float(), s_y.float())
+        return float((s_all[idx].sum(1) >= observed - tol).mean())
+    rng = np.random.default_rng(seed)
+    hits, done = 0, 0
+    while done < permutations:  # in chunks: the (chunk, n) index matrices stay small
+        m = min(10_000, permutations - done)
+        idx = rng.permuted(np.tile(np.arange(n), (m, 1)), axis=1)[:, :nx]
+        hits += int((s_all[idx].sum(1) >= observed - tol).sum())
+        done += m
+    return (hits + 1) / (permutations + 1)
 
 
 # ------------------------------------------------------------------------------------------

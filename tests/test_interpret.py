@@ -205,3 +205,16 @@ def test_sample_spans_are_distinct_windows_and_seeded():
     assert torch.equal(s, interpret.sample_spans(ids, 10, 8, seed=0))
     with pytest.raises(ValueError, match="cannot cut"):
         interpret.sample_spans(ids, 95, 8)
+
+
+def test_permutation_p_value_unequal_groups_brute_force():
+    s_x, s_y = torch.tensor([0.9, 0.4, 0.7]), torch.tensor([0.1, 0.5, -0.2, 0.3, 0.0])
+    s = torch.cat([s_x, s_y])
+    observed = s_x.sum() - s_y.sum()
+    stats = [s[list(c)].sum() - (s.sum() - s[list(c)].sum()) for c in itertools.combinations(range(8), 3)]
+    expected = sum(float(t) >= float(observed) - 1e-6 for t in stats) / math.comb(8, 3)
+    assert interpret.permutation_p_value(s_x, s_y) == pytest.approx(expected)
+    assert expected < 0.05  # the three largest scores are mostly in s_x
+    assert interpret.permutation_p_value(s_y, s_x) > 0.9
+    tiny = interpret.permutation_p_value(s_x, s_y, permutations=10, seed=0)
+    assert 1 / 11 <= tiny <= 1.0  # sampled: never below 1 / (permutations + 1)
