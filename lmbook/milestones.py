@@ -17,6 +17,8 @@ from importlib.resources import files
 
 import pandas as pd
 
+from lmbook.compute import training_flops  # C ~ 6 N D, re-exported for chapter 1  # noqa: E402
+
 __all__ = ["load_models", "load_milestones", "citation_keys", "training_flops", "open_closed_by_year", "fmt_count", "WEIGHTS"]
 
 MODELS_CSV = "llm_models.csv"
@@ -50,13 +52,6 @@ def load_milestones() -> pd.DataFrame:
 def citation_keys(*frames: pd.DataFrame) -> set[str]:
     """Every bibliography key cited by the given tables."""
     return {key for df in frames for keys in df["cite"] for key in keys}
-
-
-def training_flops(params, tokens):
-    """Approximate training compute of a dense Transformer: C ~ 6 N D floating-point operations
-    for N parameters and D training tokens (2 N D forward, 4 N D backward; Kaplan et al. 2020).
-    Works on numbers, arrays and pandas Series alike."""
-    return 6.0 * params * tokens
 
 
 def open_closed_by_year(models: pd.DataFrame) -> pd.DataFrame:

@@ -82,8 +82,10 @@ def test_reported_compute_is_close_to_six_n_d(models):
 
 def test_training_flops_is_six_n_d():
     assert milestones.training_flops(175e9, 300e9) == pytest.approx(3.15e23)
-    s = milestones.training_flops(pd.Series([1.0, 2.0]), pd.Series([3.0, float("nan")]))
-    assert s.iloc[0] == 18.0 and math.isnan(s.iloc[1])
+    s = milestones.training_flops(pd.Series([1.0, 2.0]), pd.Series([3.0, 4.0]))
+    assert list(s) == [18.0, 48.0]
+    with pytest.raises(ValueError, match="tokens"):  # a missing count is an error, not a NaN result
+        milestones.training_flops(pd.Series([1.0, 2.0]), pd.Series([3.0, float("nan")]))
 
 
 def test_open_closed_by_year_counts_every_model(models):
