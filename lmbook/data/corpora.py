@@ -240,7 +240,8 @@ def load_conversations(language: str = "english", *, verbose: bool = True):
     """chatterbot-corpus dialogues as (question, answer) pairs: a ``Dataset`` with columns
     question, answer, category. A conversation [s0, s1, s2] gives the pairs (s0, s1), (s1, s2):
     every statement answers the one before, as ChatterBot trains on them. Files in name order;
-    category = the file's first category."""
+    category = the file's first category. An entry that is not a list of turns is skipped: one
+    in ``trivia.yml`` is a single string (a YAML slip joined its question and answer)."""
     from datasets import Dataset, DatasetInfo, Features, Value
 
     languages = conversation_languages()
@@ -267,6 +268,8 @@ def _read_conversations_cached(language: str) -> dict[str, tuple[str, ...]]:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
         category = str((doc.get("categories") or [path.stem])[0])
         for conv in doc.get("conversations") or []:
+            if not isinstance(conv, list):  # a lone statement (one in trivia.yml is malformed)
+                continue
             turns = [str(t).strip() for t in conv if t is not None]
             for q, a in zip(turns, turns[1:]):
                 rows["question"].append(q)
