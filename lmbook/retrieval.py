@@ -12,6 +12,7 @@ Any other text -> vector function works too (``embed=``), e.g. a bag-of-words ba
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -142,7 +143,8 @@ def _relevant_sets(relevant, n: int) -> list[set]:
         raise ValueError(f"relevant must give one entry per query: {n} queries but {len(relevant)} entries")
     sets = []
     for r in relevant:
-        s = {int(r)} if isinstance(r, int) or (isinstance(r, torch.Tensor) and r.dim() == 0) else {int(x) for x in r}
+        scalar = isinstance(r, numbers.Integral) or (hasattr(r, "ndim") and r.ndim == 0)
+        s = {int(r)} if scalar else {int(x) for x in r}  # one index (int, NumPy or 0-d tensor) or several
         if not s:
             raise ValueError("every query needs at least one relevant index (an empty set cannot be found)")
         sets.append(s)

@@ -2,6 +2,7 @@
 recall@k and MRR; on a tiny random BERT, hand-made vectors, and once on the packaged MiniLM."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,6 +96,8 @@ def test_recall_at_k_and_mrr_follow_their_definitions():
     res = retrieval.SearchResult(scores=torch.zeros(3, 3), indices=ranked)
     assert retrieval.recall_at_k(res, relevant, k=2) == retrieval.recall_at_k(ranked.tolist(), relevant, k=2)
     assert retrieval.mean_reciprocal_rank([[5, 6]], [7]) == 0.0  # not retrieved: 0
+    # one relevant index may be a NumPy or 0-d tensor scalar too
+    assert retrieval.recall_at_k(ranked, [np.int64(0), {1, 2}, torch.tensor(2)], k=2) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="at least 4 results"):
         retrieval.recall_at_k(ranked, relevant, k=4)
     with pytest.raises(ValueError, match="one entry per query"):
