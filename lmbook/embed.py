@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["mean_pool", "sentence_embeddings", "cosine_similarity_matrix", "words", "build_vocabulary", "bag_of_words", "train_linear_probe", "probe_accuracy"]
+__all__ = ["mean_pool", "sentence_embeddings", "length_order", "cosine_similarity_matrix", "words", "build_vocabulary", "bag_of_words", "train_linear_probe", "probe_accuracy"]
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -66,6 +66,19 @@ def sentence_embeddings(texts, tokenizer, model, batch_size: int = 32, max_lengt
         model.train(was_training)
     emb = torch.cat(out)
     return F.normalize(emb, dim=-1) if normalize else emb
+
+
+def length_order(texts, tokenizer, max_length: int = 128) -> tuple[list[str], list[int]]:
+    """``(texts, order)``: the texts as a list and their indices sorted by token length (ties keep
+    their order). Batches taken in this order pad to similar lengths, which saves work; put the
+    rows back with ``out[order] = rows``. A single string or an empty list is an error."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string: wrap it as [text]")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: pass at least one text")
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    return texts, sorted(range(len(texts)), key=lambda i: lengths[i])
 
 
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:

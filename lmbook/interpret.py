@@ -202,15 +202,9 @@ def layer_embeddings(texts, tokenizer, model, batch_size: int = 32, max_length: 
 
     ``model`` must accept ``output_hidden_states=True`` (a Hugging Face ``BertModel``). Texts are
     batched in order of length, which saves padding; the rows come back in the order given."""
-    from lmbook.embed import mean_pool
+    from lmbook.embed import length_order, mean_pool
 
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not one string: wrap it as [text]")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty: pass at least one sentence")
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    texts, order = length_order(texts, tokenizer, max_length)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

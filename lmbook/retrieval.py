@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from lmbook.embed import sentence_embeddings
+from lmbook.embed import length_order, sentence_embeddings
 
 __all__ = ["EmbeddingIndex", "SearchResult", "embed_texts", "top_k_cosine", "recall_at_k",
            "mean_reciprocal_rank"]
@@ -31,13 +31,7 @@ def embed_texts(texts, tokenizer, model, *, batch_size: int = 32, max_length: in
     ``sentence_embeddings(texts, tokenizer, model, normalize=True)`` computes them (equal up to
     float rounding), but faster: the texts are embedded in order of token length, so a batch
     pads to similar lengths, and the rows are put back in the order of ``texts``."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not one string: wrap it as [text]")
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty: pass at least one text")
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])  # stable: ties keep their order
+    texts, order = length_order(texts, tokenizer, max_length)
     emb = sentence_embeddings([texts[i] for i in order], tokenizer, model, batch_size=batch_size,
                               max_length=max_length, normalize=True, progress=progress)
     out = torch.empty_like(emb)

@@ -9,19 +9,6 @@ import torch.nn.functional as F
 from lmbook import embed
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    import transformers
-
-    from lmbook.pretrained import packaged_bert_dir
-
-    tok = transformers.BertTokenizerFast.from_pretrained(packaged_bert_dir())
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=32)
-    return tok, transformers.BertModel(cfg).eval()
-
-
 def test_mean_pool_ignores_padding():
     h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     m = torch.tensor([[1, 1, 0]])
@@ -97,3 +84,15 @@ def test_linear_probe_separates_separable_data_and_is_deterministic():
     assert three.out_features == 3
     with pytest.raises(ValueError, match="expected X"):
         embed.train_linear_probe(X, y[:10])
+
+
+def test_length_order_sorts_by_tokens_and_keeps_ties(tiny):
+    tok, _ = tiny
+    texts = ["a b c d", "a", "b", "a b"]
+    listed, order = embed.length_order(iter(texts), tok)
+    assert listed == texts
+    assert order == [1, 2, 3, 0]  # "a" before "b": equal lengths keep their order
+    with pytest.raises(TypeError, match="wrap it"):
+        embed.length_order("one string", tok)
+    with pytest.raises(ValueError, match="empty"):
+        embed.length_order([], tok)

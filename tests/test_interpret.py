@@ -89,19 +89,6 @@ def test_rank_correlations_agree_with_their_definitions():
 
 
 # ---------------------------------------------------------------- probing
-@pytest.fixture(scope="module")
-def tiny_bert():
-    import transformers
-
-    from lmbook.pretrained import packaged_bert_dir
-
-    tok = transformers.BertTokenizerFast.from_pretrained(packaged_bert_dir())
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=32)
-    return tok, transformers.BertModel(cfg).eval()
-
-
 def test_layer_embeddings_match_sentence_embeddings_in_the_given_order(tiny_bert):
     from lmbook.embed import sentence_embeddings
 

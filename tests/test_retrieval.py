@@ -9,19 +9,6 @@ import torch
 from lmbook import embed, retrieval
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    import transformers
-
-    from lmbook.pretrained import packaged_bert_dir
-
-    tok = transformers.BertTokenizerFast.from_pretrained(packaged_bert_dir())
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=32)
-    return tok, transformers.BertModel(cfg).eval()
-
-
 TEXTS = ["a much longer sentence that needs a lot of padding in a batch", "short",
          "a sentence of middle length", "tiny", "another long sentence, with several more words in it"]
 
