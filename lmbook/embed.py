@@ -125,8 +125,11 @@ def train_linear_probe(X: torch.Tensor, y: torch.Tensor, num_classes: int | None
                        l2: float = 1e-3, max_iter: int = 200) -> nn.Linear:
     """Multinomial logistic regression on fixed features: minimise mean cross-entropy +
     ``l2``/2 * ||W||^2 (bias not penalised) with full-batch L-BFGS, from zero weights, so the
-    result is deterministic. X (N, C) float, y (N,) class ids -> an ``nn.Linear(C, classes)``."""
-    X = X.detach().float()
+    result is deterministic. X (N, C) float, y (N,) class ids -> an ``nn.Linear(C, classes)``.
+
+    The fit runs in float64: in float32 the optimiser stops where rounding does, and that point
+    (hence a probe's third decimal) moved between CPU kernel sets. The returned layer is float32."""
+    X = X.detach().double()
     y = torch.as_tensor(y, dtype=torch.long)
     if X.dim() != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"expected X (N, C) and y (N,), got {tuple(X.shape)} and {tuple(y.shape)}")
@@ -135,20 +138,23 @@ def train_linear_probe(X: torch.Tensor, y: torch.Tensor, num_classes: int | None
     k = int(num_classes or int(y.max()) + 1)
     if k < 2:
         raise ValueError("need at least two classes")
-    probe = nn.Linear(X.shape[1], k)
-    nn.init.zeros_(probe.weight)
-    nn.init.zeros_(probe.bias)
-    opt = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=max_iter,
+    probe = nn.Linear(X.shape[1], k)  # float32; its random init is overwritten below
+    W = torch.zeros(k, X.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(probe(X), y) + 0.5 * l2 * probe.weight.pow(2).sum()
+        loss = F.cross_entropy(X @ W.T + b, y) + 0.5 * l2 * W.pow(2).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
+    with torch.no_grad():
+        probe.weight.copy_(W)
+        probe.bias.copy_(b)
     return probe.eval()
 
 

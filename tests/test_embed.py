@@ -96,3 +96,17 @@ def test_length_order_sorts_by_tokens_and_keeps_ties(tiny):
         embed.length_order("one string", tok)
     with pytest.raises(ValueError, match="empty"):
         embed.length_order([], tok)
+
+
+def test_linear_probe_is_float32_and_reaches_the_optimum():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 8, generator=g)
+    y = (X[:, 0] + 0.5 * torch.randn(200, generator=g) > 0).long()
+    probe = embed.train_linear_probe(X, y, l2=1e-2)
+    assert probe.weight.dtype == torch.float32
+    # the gradient of the objective at the returned weights, in float64, is ~0: the fit converged
+    W = probe.weight.detach().double().requires_grad_()
+    b = probe.bias.detach().double().requires_grad_()
+    loss = F.cross_entropy(X.double() @ W.T + b, y) + 0.5 * 1e-2 * W.pow(2).sum()
+    loss.backward()
+    assert max(W.grad.abs().max().item(), b.grad.abs().max().item()) < 1e-5
