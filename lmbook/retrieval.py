@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from lmbook.embed import length_order, sentence_embeddings
+from lmbook.embed import cosine_similarity_matrix, length_order, sentence_embeddings
 
 __all__ = ["EmbeddingIndex", "SearchResult", "embed_texts", "top_k_cosine", "recall_at_k",
            "mean_reciprocal_rank"]
@@ -50,14 +50,11 @@ class SearchResult:
 def top_k_cosine(queries: torch.Tensor, keys: torch.Tensor, k: int) -> SearchResult:
     """For each query row (Q, C), the ``k`` key rows (N, C) of highest cosine similarity, best
     first; equal scores are ordered by key index, so the result is deterministic."""
-    if queries.dim() != 2 or keys.dim() != 2 or queries.shape[1] != keys.shape[1]:
-        raise ValueError(f"expected queries (Q, C) and keys (N, C) with the same C, got "
-                         f"{tuple(queries.shape)} and {tuple(keys.shape)}")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    sims = cosine_similarity_matrix(queries, keys)  # (Q, N); checks the shapes
     if k > keys.shape[0]:
         raise ValueError(f"k={k} but there are only {keys.shape[0]} keys: ask for at most that many")
-    sims = F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T  # (Q, N)
     scores, indices = torch.sort(sims, dim=-1, descending=True, stable=True)
     return SearchResult(scores[:, :k], indices[:, :k])
 

@@ -39,7 +39,7 @@ def test_top_k_cosine_ranks_by_cosine_and_breaks_ties_by_index():
     assert retrieval.top_k_cosine(torch.tensor([[0.0, 1.0]]), same, k=3).indices.tolist() == [[0, 2, 3]]
     with pytest.raises(ValueError, match="only 20 keys"):
         retrieval.top_k_cosine(q, keys, k=21)
-    with pytest.raises(ValueError, match="same C"):
+    with pytest.raises(ValueError, match="same number of features"):
         retrieval.top_k_cosine(q, keys[:, :4], k=1)
 
 
