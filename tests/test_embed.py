@@ -52,7 +52,7 @@ def test_cosine_similarity_matrix_matches_torch():
 def test_pretrained_minilm_ranks_a_paraphrase_above_an_unrelated_sentence():
     from lmbook.pretrained import load_bert
 
-    tok, model = load_bert("base", prefer_hub=False, verbose=False)
+    tok, model = load_bert("base", verbose=False)
     e = embed.sentence_embeddings(["The film was wonderful.", "I loved this movie.",
                                    "The stock market fell sharply today."], tok, model)
     s = embed.cosine_similarity_matrix(e)

