@@ -3,13 +3,17 @@
 
 - ``ai_milestones.csv``: one row per milestone (``date`` is when it happened, ``YYYY-MM``), with
   ``event``, ``field`` and ``cite`` (bibliography keys in ``chapters/references.bib``, ``;``-separated).
-- ``llm_models.csv``: one row per model, the largest size its paper or report describes.
-  ``date`` is the month the cited paper/report first appeared. ``params`` and ``tokens`` (tokens
+- ``llm_models.csv``: one row per model, the largest size its paper or report describes
+  (``role`` "largest in its paper"), plus the models this book runs (``role`` "run in this book":
+  SmolLM2-135M, whose instruction-tuned version Chapter 1 asks questions). ``date`` is the month the cited paper/report first appeared. ``params`` and ``tokens`` (tokens
   the model was trained on) are the numbers that paper states, ``flops`` the training compute
   where the paper reports it; an empty field means the source
   does not state it (or we could not confirm it) and ``data_note`` says what the source gives
   instead. ``weights`` is ``open`` (weights released, perhaps on request or under a licence),
   ``closed`` (API or nothing) or ``code`` (code only).
+
+``load_models()`` returns the milestone table (the largest model of each paper);
+``load_models(book_models=True)`` adds the rows of the models this book runs.
 """
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ import pandas as pd
 
 from lmbook.compute import training_flops  # C ~ 6 N D, re-exported for chapter 1  # noqa: E402
 
-__all__ = ["load_models", "load_milestones", "citation_keys", "training_flops", "open_closed_by_year", "fmt_count", "WEIGHTS"]
+__all__ = ["load_models", "load_milestones", "citation_keys", "training_flops", "open_closed_by_year",
+           "fmt_count", "WEIGHTS", "ROLES"]
 
 MODELS_CSV = "llm_models.csv"
 MILESTONES_CSV = "ai_milestones.csv"
 WEIGHTS = ("open", "closed", "code")
+ROLES = ("largest in its paper", "run in this book")
 
 
 def _read(name: str) -> pd.DataFrame:
@@ -34,10 +40,19 @@ def _read(name: str) -> pd.DataFrame:
     return df
 
 
-def load_models() -> pd.DataFrame:
+def load_models(book_models: bool = False) -> pd.DataFrame:
     """The model table: ``params``, ``tokens`` and ``flops`` as floats (NaN where the source gives none),
-    ``year`` as int, ``cite`` as a list of bibliography keys."""
+    ``year`` as int, ``cite`` as a list of bibliography keys.
+
+    By default only the milestone rows (the largest model of each paper); ``book_models=True`` also
+    returns the models this book runs (``role == "run in this book"``), which are no milestones and
+    would distort counts by year or country."""
     df = _read(MODELS_CSV)
+    unknown = set(df["role"]) - set(ROLES)
+    if unknown:
+        raise ValueError(f"{MODELS_CSV}: unknown role(s) {sorted(unknown)}; use one of {ROLES}")
+    if not book_models:
+        df = df[df["role"] == ROLES[0]].reset_index(drop=True)
     for col in ("params", "tokens", "flops"):
         df[col] = pd.to_numeric(df[col].replace("", None), errors="raise").astype(float)
     df["year"] = df["date"].dt.year

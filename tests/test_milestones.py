@@ -26,25 +26,32 @@ def models():
 
 
 @pytest.fixture(scope="module")
+def all_models():
+    return milestones.load_models(book_models=True)
+
+
+@pytest.fixture(scope="module")
 def events():
     return milestones.load_milestones()
 
 
-def test_every_row_cites_an_entry_of_references_bib(models, events, bib_keys):
+def test_every_row_cites_an_entry_of_references_bib(all_models, events, bib_keys):
+    models = all_models
     for df in (models, events):
         assert all(len(keys) >= 1 and all(keys) for keys in df["cite"]), "a row without a citation"
     missing = milestones.citation_keys(models, events) - bib_keys
     assert not missing, f"cited in lmbook/resources but not in chapters/references.bib: {sorted(missing)}"
 
 
-def test_dates_are_ordered_and_plausible(models, events):
-    for df in (models, events):
+def test_dates_are_ordered_and_plausible(all_models, events):
+    for df in (all_models, events):
         assert df["date"].is_monotonic_increasing, "rows must be sorted by date"
         assert df["date"].min() >= pd.Timestamp("1990-01-01")
         assert df["date"].max() <= pd.Timestamp.now()
 
 
-def test_numbers_are_positive_or_missing(models):
+def test_numbers_are_positive_or_missing(all_models):
+    models = all_models
     for col in ("params", "tokens", "flops"):
         values = models[col].dropna()
         assert (values > 0).all(), f"{col} must be positive"
@@ -54,15 +61,40 @@ def test_numbers_are_positive_or_missing(models):
     assert models["tokens"].dropna().max() < 1e14 and models["params"].dropna().max() < 1e13
 
 
-def test_missing_numbers_are_explained(models):
-    for _, row in models.iterrows():
+def test_missing_numbers_are_explained(all_models):
+    for _, row in all_models.iterrows():
         if math.isnan(row["tokens"]) or math.isnan(row["params"]):
             assert row["data_note"].strip(), f"{row['model']}: a missing number needs a data_note"
 
 
-def test_weights_column_uses_known_values(models):
-    assert set(models["weights"]) <= set(milestones.WEIGHTS)
-    assert models["model"].is_unique
+def test_weights_column_uses_known_values(all_models):
+    assert set(all_models["weights"]) <= set(milestones.WEIGHTS)
+    assert all_models["model"].is_unique
+
+
+def test_book_models_only_on_request(models, all_models):
+    """The milestone table holds the largest model of each paper; the models the book runs are
+    extra rows that load_models adds only when asked (they are no milestones)."""
+    assert set(models["role"]) == {"largest in its paper"}
+    extra = all_models[~all_models["model"].isin(models["model"])]
+    assert set(extra["role"]) == {"run in this book"} and len(all_models) == len(models) + len(extra)
+    smol = all_models.set_index("model").loc["SmolLM2-135M"]
+    assert smol["params"] == 134_515_008 and smol["tokens"] == 2e12 and smol["weights"] == "open"
+    assert smol["cite"] == ["allal2025smollm2"]
+    assert milestones.fmt_count(smol["params"]) == "135M"
+
+
+def test_unknown_role_is_a_clear_error(monkeypatch):
+    real = milestones._read
+
+    def with_bad_role(name):
+        df = real(name)
+        df.loc[0, "role"] = "favourite"
+        return df
+
+    monkeypatch.setattr(milestones, "_read", with_bad_role)
+    with pytest.raises(ValueError, match="unknown role.*favourite"):
+        milestones.load_models()
 
 
 def test_known_rows_match_their_papers(models):
