@@ -12,12 +12,13 @@ The rows are built from the constants the loaders read (``lmbook.data.corpora``,
 
 A package's licence covers the package. What it packages (a model, a corpus) may carry terms of
 its own: the ``card licence`` column reads the ``license:`` line of a model card shipped inside
-the package, where there is one.
+the package, or the ``general.license`` entry of a GGUF file's metadata, where there is one.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from lmbook import pretrained
 from lmbook.data import corpora
 
 __all__ = ["Source", "SOURCES", "License", "package_license", "license_from_text", "packaged_sources",
-           "declared_data_packages"]
+           "declared_data_packages", "gguf_metadata"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ SOURCES: tuple[Source, ...] = (
     Source(corpora.CHAT_PACKAGE, "chatterbot_corpus/data",
            "ChatterBot dialogue corpus: YAML conversations in many languages",
            None, "lmbook.data.load_conversations"),
+    Source(pretrained.LLM_PACKAGE, pretrained.LLM_FILE,
+           f"{pretrained.LLM_NAME}: 30-layer Llama-architecture chat model, 4-bit (Q4_1) GGUF, tokenizer "
+           "and chat template", pretrained.LLM_HUB, "lmbook.pretrained.load_llm"),
 )
 
 
@@ -150,7 +154,10 @@ def package_license(package: str) -> License:
 
 
 def _card_license(folder: Path) -> str:
-    """The ``license:`` entry of a model card's YAML front matter (README.md), if any."""
+    """The ``license:`` entry of a model card's YAML front matter (README.md), or a GGUF file's
+    ``general.license``, if any."""
+    if folder.suffix == ".gguf" and folder.is_file():
+        return str(gguf_metadata(folder, "general.license") or "")
     card = folder / "README.md" if folder.is_dir() else None
     if card is None or not card.is_file():
         return ""
@@ -158,6 +165,41 @@ def _card_license(folder: Path) -> str:
     front = re.match(r"---\s*\n(.*?)\n---", text, re.S)
     m = re.search(r"^license:\s*(\S+)", front.group(1), re.M) if front else None
     return m.group(1) if m else ""
+
+
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def gguf_metadata(path: str | Path, key: str):
+    """One metadata value of a GGUF file (e.g. "general.license"), None if absent. Reads the
+    key-value header only, stopping at ``key``: milliseconds, where the ``gguf`` package's
+    reader parses the whole file."""
+    with open(path, "rb") as f:
+        def read(fmt):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
+
+        def value(kind):
+            if kind == _GGUF_STRING:
+                return f.read(read("Q")).decode("utf-8", errors="replace")
+            if kind == _GGUF_ARRAY:
+                item, count = read("I"), read("Q")
+                return [value(item) for _ in range(count)]
+            if kind not in _GGUF_SCALARS:
+                raise ValueError(f"{path}: unknown GGUF value type {kind}; is it a GGUF file?")
+            return read(_GGUF_SCALARS[kind])
+
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
+        version, _tensors, n_kv = read("I"), read("Q"), read("Q")
+        if version < 2:
+            raise ValueError(f"{path}: GGUF version {version} is not supported (2 or later)")
+        for _ in range(n_kv):
+            name = f.read(read("Q")).decode("utf-8", errors="replace")
+            found = value(read("I"))
+            if name == key:
+                return found
+    return None
 
 
 def _size(path: Path) -> int:

@@ -112,3 +112,38 @@ def test_card_licence_comes_from_a_model_cards_front_matter(tmp_path):
     assert sources._card_license(tmp_path) == "apache-2.0"
     (tmp_path / "README.md").write_text("# no front matter\nlicense: mit\n")
     assert sources._card_license(tmp_path) == ""
+
+
+def test_packaged_models_rows_name_their_hub_origin_and_the_gguf_licence():
+    from lmbook import pretrained
+
+    table = packaged_sources()
+    # the packaged BERT is all-MiniLM-L6-v2, whose hub origin is not bert-base-uncased
+    assert table.loc[pretrained.PACKAGE, "hub source"] == "sentence-transformers/all-MiniLM-L6-v2"
+    llm = table.loc[pretrained.LLM_PACKAGE]
+    assert llm["hub source"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert llm["card licence"] == "apache-2.0"  # general.license inside the GGUF file
+    assert llm["read by"] == "lmbook.pretrained.load_llm" and 90 < llm["MB"] < 110
+
+
+def test_gguf_metadata_reads_a_written_gguf_header(tmp_path):
+    import gguf
+
+    path = tmp_path / "tiny.gguf"
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_string("general.license", "mit")
+    w.add_uint32("llama.context_length", 2048)
+    w.add_array("tokenizer.ggml.tokens", ["<s>", "a", "b"])
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    assert sources.gguf_metadata(path, "general.license") == "mit"
+    assert sources.gguf_metadata(path, "llama.context_length") == 2048
+    assert sources.gguf_metadata(path, "tokenizer.ggml.tokens") == ["<s>", "a", "b"]
+    assert sources.gguf_metadata(path, "llama.rope.freq_base") == 10000.0  # read past the array
+    assert sources.gguf_metadata(path, "general.name") is None
+    assert sources._card_license(path) == "mit"
+    (tmp_path / "not.gguf").write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        sources.gguf_metadata(tmp_path / "not.gguf", "general.license")
