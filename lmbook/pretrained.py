@@ -207,20 +207,30 @@ def _dequantised_folder(gguf: Path) -> Path:
     return final
 
 
-def _write_dequantised(gguf: Path, folder: Path) -> None:
-    """De-quantise ``gguf`` with transformers and save it as a plain (unquantised) model.
-
-    A model loaded with ``gguf_file=`` is marked GGUF-quantised, so ``save_pretrained`` and the
-    ``Trainer`` refuse it; its config without ``quantization_config`` and its float32 weights
-    make an ordinary LlamaForCausalLM."""
+def _load_gguf(gguf: Path):
+    """(tokenizer, model) as transformers reads the GGUF file: weights de-quantised to float32,
+    but the model marked GGUF-quantised."""
     import transformers
-    from safetensors.torch import save_file
 
     with _hf_quiet():
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                                   dtype=torch.float32)
-    config = model.config
+    return tokenizer, model
+
+
+def _write_dequantised(gguf: Path, folder: Path) -> None:
+    """De-quantise ``gguf`` and save it in ``folder`` as a plain (unquantised) model.
+
+    A model loaded with ``gguf_file=`` is marked GGUF-quantised, so ``save_pretrained`` and the
+    ``Trainer`` refuse it; its config without ``quantization_config`` and its float32 weights
+    make an ordinary LlamaForCausalLM."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    tokenizer, model = _load_gguf(gguf)
+    config = copy.deepcopy(model.config)
     del config.quantization_config
     config._name_or_path = LLM_NAME
     config.save_pretrained(folder)
