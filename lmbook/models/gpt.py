@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmbook.attention import scaled_dot_product_attention
+from lmbook.generate import decoding_mask, decoding_positions
 from lmbook.models.common import (ModelOutput, check_ids, check_labels, count_parameters,
                                   values_readable)
 
@@ -53,13 +54,15 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.fast = True  # False: spelled-out softmax(QK^T/sqrt(d))V instead of torch's SDPA kernel
 
-    def forward(self, x):
+    def forward(self, x, mask=None, is_causal=True, cache=None, layer=0):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)           # 3 x (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, d)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, d)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, d)
-        y = scaled_dot_product_attention(q, k, v, is_causal=True, fast=self.fast,
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, S, d): the cached positions and these
+        y = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal, fast=self.fast,
                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, d)
         y = y.transpose(1, 2).reshape(B, T, C)                          # (B, T, C) heads side by side
         return self.resid_dropout(self.c_proj(y))
@@ -86,8 +89,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):  # (B, T, C) -> (B, T, C)
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, mask=None, is_causal=True, cache=None, layer=0):  # (B, T, C) -> (B, T, C)
+        x = x + self.attn(self.ln_1(x), mask, is_causal, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -96,7 +99,11 @@ class GPT(nn.Module):
 
     ``labels[b, t]`` is the token that should follow ``input_ids[b, :t+1]`` (already shifted,
     nanoGPT style: ``x, y = ids[:, :-1], ids[:, 1:]``); -100 marks positions without a target.
+    With ``cache`` (a ``lmbook.generate.KVCache``) the tokens continue the cached ones (decoding);
+    ``last_only`` computes the logits of the last position only, (B, 1, V).
     """
+
+    takes_kv_cache = True  # forward(..., cache=KVCache): lmbook.generate decodes with a cache
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -131,28 +138,40 @@ class GPT(nn.Module):
         embeddings, as nanoGPT does (the token embeddings are also the output layer, so they stay)."""
         return count_parameters(self, exclude=(self.transformer.wpe,) if non_embedding else ())
 
-    def forward(self, input_ids, labels=None, attention_mask=None):
+    def forward(self, input_ids, labels=None, attention_mask=None, cache=None, last_only=False):
         """input_ids (B, T) long; labels (B, T) long or None.
 
         ``attention_mask`` (B, T), 1 = token, 0 = padding, is accepted for batches padded on the
         right: under causal attention a token never sees the padding after it, so nothing needs
         masking (give the padded positions label -100). Left padding would shift positions and is
-        refused. Values (id range, padding side) are checked on CPU tensors only: on a GPU that
-        would make every step wait for it (see ``lmbook.models.common.values_readable``)."""
+        refused, except with a ``cache``: there the mask covers the cached and new positions
+        (B, P + T) and positions are counted from each row's first token, so prompts of different
+        lengths can be left-padded. Values (id range, padding side) are checked on CPU tensors
+        only: on a GPU that would make every step wait for it (see ``values_readable``)."""
         cfg = self.config
         check_ids(input_ids, cfg.vocab_size, cfg.block_size)
         B, T = input_ids.shape
-        if attention_mask is not None:
+        mask, is_causal, pos = None, True, self.pos[:T]
+        if cache is not None:  # decoding: positions and mask depend on what the cache holds
+            past = cache.length
+            if past + T > cfg.block_size:
+                raise ValueError(f"the cache holds {past} positions and {T} more came: the model's context "
+                                 f"is block_size={cfg.block_size}; start a new cache with the last tokens")
+            mask, is_causal = decoding_mask(attention_mask, T, past, input_ids.device)  # (B, 1, T, S) or None
+            pos = decoding_positions(attention_mask, T, past, input_ids.device)  # (B or 1, T)
+        elif attention_mask is not None:
             _check_right_padding(attention_mask, (B, T))
         tok = self.transformer.wte(input_ids)  # (B, T, C)
-        pos = self.transformer.wpe(self.pos[:T])  # (T, C)
+        pos = self.transformer.wpe(pos)  # (T, C), or (B or 1, T, C) with a cache
         x = self.transformer.drop(tok + pos)  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, mask, is_causal, cache, i)
+        x = self.transformer.ln_f(x[:, -1:] if last_only else x)
+        logits = self.lm_head(x)  # (B, T, V), or (B, 1, V) when last_only
         loss = None
         if labels is not None:
+            if last_only:
+                raise ValueError("labels need the logits of every position: leave last_only=False")
             check_labels(labels, (B, T), "one target token per input position, -100 to skip", cfg.vocab_size)
             loss = F.cross_entropy(logits.view(B * T, -1), labels.reshape(B * T), ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss)

@@ -6,9 +6,10 @@ pretrained HF model can be read with the book's code.
     BertModel                     <-> transformers.BertModel
     BertForMaskedLM               <-> transformers.BertForMaskedLM
     BertForSequenceClassification <-> transformers.BertForSequenceClassification
+    Llama                         <-> transformers.LlamaForCausalLM
 
 ``to_hf(model)`` and ``from_hf(hf_model)`` pick the right pair. The BERT classes share HF's
-parameter names, so their weights copy over one to one. GPT-2 stores its projections in a
+parameter names, and so does Llama, so their weights copy over one to one. GPT-2 stores its projections in a
 ``Conv1D`` whose weight is (in, out), the transpose of ``nn.Linear``'s (out, in), so those four
 matrices per block are transposed on the way.
 """
@@ -19,6 +20,7 @@ import torch.nn as nn
 
 from lmbook.models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 from lmbook.models.gpt import GPT, GPTConfig
+from lmbook.models.llama import Llama, LlamaConfig, RotaryEmbedding
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -163,25 +165,99 @@ def bert_from_hf(hf_model):
 
 
 # --------------------------------------------------------------------------------------------
+# Llama <-> LlamaForCausalLM (identical names)
+def _rope_theta(h) -> float:
+    rope = getattr(h, "rope_parameters", None) or getattr(h, "rope_scaling", None) or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind != "default":
+        raise ValueError(f"lmbook's Llama uses plain rotary embeddings; this model uses rope_type {kind!r}")
+    theta = rope.get("rope_theta", getattr(h, "rope_theta", None))
+    if theta is None:
+        raise ValueError("the config names no rope_theta")
+    return float(theta)
+
+
+def llama_to_hf(model: Llama):
+    """lmbook ``Llama`` -> ``transformers.LlamaForCausalLM`` with the same weights and outputs."""
+    import transformers
+
+    c = model.config
+    hf_config = transformers.LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, head_dim=c.head_dim,
+        max_position_embeddings=c.max_position_embeddings, rms_norm_eps=c.rms_norm_eps,
+        rope_theta=c.rope_theta, hidden_act="silu", attention_bias=False, mlp_bias=False,
+        tie_word_embeddings=c.tie_word_embeddings)
+    hf_config.rope_parameters = {"rope_type": "default", "rope_theta": c.rope_theta}  # transformers >= 5
+    hf = transformers.LlamaForCausalLM(hf_config)
+    _load(hf, dict(model.state_dict()), "Llama to LlamaForCausalLM")
+    return _place_like(hf, model)
+
+
+def llama_from_hf(hf_model) -> Llama:
+    """``transformers.LlamaForCausalLM`` -> lmbook ``Llama`` with the same weights and outputs."""
+    h = hf_model.config
+    if h.model_type != "llama" or type(hf_model).__name__ != "LlamaForCausalLM":
+        raise TypeError(f"llama_from_hf expects a LlamaForCausalLM, got {type(hf_model).__name__} "
+                        f"(model_type {h.model_type!r})")
+    if h.hidden_act != "silu":
+        raise ValueError(f"lmbook's Llama uses SwiGLU (silu); this model uses hidden_act={h.hidden_act!r}")
+    if getattr(h, "attention_bias", False) or getattr(h, "mlp_bias", False):
+        raise ValueError("lmbook's Llama has no biases; this model has attention or MLP biases")
+    head_dim = getattr(h, "head_dim", None) or h.hidden_size // h.num_attention_heads
+    if head_dim * h.num_attention_heads != h.hidden_size:
+        raise ValueError(f"lmbook's Llama has head size hidden_size / heads; this model has head_dim={head_dim}")
+    if getattr(h, "pretraining_tp", 1) != 1:
+        raise ValueError(f"lmbook's Llama does not split its projections; pretraining_tp={h.pretraining_tp}")
+    config = LlamaConfig(vocab_size=h.vocab_size, hidden_size=h.hidden_size, intermediate_size=h.intermediate_size,
+                         num_hidden_layers=h.num_hidden_layers, num_attention_heads=h.num_attention_heads,
+                         num_key_value_heads=h.num_key_value_heads or h.num_attention_heads,
+                         max_position_embeddings=h.max_position_embeddings, rms_norm_eps=h.rms_norm_eps,
+                         rope_theta=_rope_theta(h), tie_word_embeddings=bool(h.tie_word_embeddings))
+    sd = hf_model.state_dict()
+    if config.tie_word_embeddings and "lm_head.weight" in sd and not torch.equal(
+            sd["lm_head.weight"], sd["model.embed_tokens.weight"]):
+        raise ValueError("the config ties lm_head to the token embeddings, but this model's lm_head differs")
+    with torch.device("meta"):  # the skeleton only: random initial weights would be overwritten
+        model = Llama(config)
+    tied = config.tie_word_embeddings
+    state = {k: v.detach().clone() for k, v in sd.items()
+             if not k.endswith("rotary_emb.inv_freq") and not (tied and k == "lm_head.weight")}
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if [k for k in missing if not (tied and k == "lm_head.weight")] or unexpected:
+        raise ValueError(f"cannot convert LlamaForCausalLM to Llama: weights missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    if tied:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
+    return _place_like(model, hf_model)
+
+
+# --------------------------------------------------------------------------------------------
 def to_hf(model, **kwargs):
     """Any lmbook model that has an HF counterpart -> that transformers model (same weights)."""
     if isinstance(model, GPT):
         return gpt_to_hf(model)
+    if isinstance(model, Llama):
+        return llama_to_hf(model)
     if type(model) in _BERT_PAIRS:
         return bert_to_hf(model, **kwargs)
-    raise TypeError(f"no Hugging Face counterpart for {type(model).__name__}: to_hf converts GPT, "
+    raise TypeError(f"no Hugging Face counterpart for {type(model).__name__}: to_hf converts GPT, Llama, "
                     "BertModel, BertForMaskedLM and BertForSequenceClassification")
 
 
 def from_hf(hf_model):
-    """A transformers GPT2LMHeadModel / BertModel / BertForMaskedLM / BertForSequenceClassification
-    -> the lmbook model of the same kind (same weights)."""
+    """A transformers GPT2LMHeadModel / LlamaForCausalLM / BertModel / BertForMaskedLM /
+    BertForSequenceClassification -> the lmbook model of the same kind (same weights)."""
     name = type(hf_model).__name__
     if name == "GPT2LMHeadModel":
         return gpt_from_hf(hf_model)
+    if name == "LlamaForCausalLM":
+        return llama_from_hf(hf_model)
     if name in _BERT_PAIRS.values():
         return bert_from_hf(hf_model)
-    raise TypeError(f"from_hf converts GPT2LMHeadModel, BertModel, BertForMaskedLM and "
+    raise TypeError(f"from_hf converts GPT2LMHeadModel, LlamaForCausalLM, BertModel, BertForMaskedLM and "
                     f"BertForSequenceClassification, got {name}")
 
 
@@ -194,15 +270,15 @@ def save_pretrained(model, path, tokenizer=None) -> None:
 
 
 def load_pretrained(path):
-    """Read a folder written by ``save_pretrained`` (or any GPT-2 / BERT checkpoint of those
-    classes) back into the lmbook model of the same kind."""
+    """Read a folder written by ``save_pretrained`` (or any GPT-2 / Llama / BERT checkpoint of
+    those classes) back into the lmbook model of the same kind."""
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(path)
     names = getattr(config, "architectures", None) or []
-    known = [n for n in names if n in ("GPT2LMHeadModel", *_BERT_PAIRS.values())]
+    known = [n for n in names if n in ("GPT2LMHeadModel", "LlamaForCausalLM", *_BERT_PAIRS.values())]
     if not known:
-        raise ValueError(f"{path}: architectures {names} has none of GPT2LMHeadModel, BertModel, "
-                         "BertForMaskedLM, BertForSequenceClassification")
+        raise ValueError(f"{path}: architectures {names} has none of GPT2LMHeadModel, LlamaForCausalLM, "
+                         "BertModel, BertForMaskedLM, BertForSequenceClassification")
     hf = getattr(transformers, known[0]).from_pretrained(path)
     return from_hf(hf)
