@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Build the website: `jupyter-book build . -W -n --keep-going` into _build/html, copy the front-end
-libraries it serves itself into it (tools/vendor_assets.py: MathJax, require.js, the widget manager),
-then report its size.
+"""Build the website: make sure node_modules holds the front-end libraries the site serves itself
+(tools/vendor_assets.py: MathJax, require.js, the widget manager; `npm ci` when it does not), run
+`jupyter-book build . -W -n --keep-going` into _build/html (the build copies those libraries into
+the site: tools/sphinx_site.py), then report the site's size.
 
     python tools/build_book.py [extra jupyter-book flags]
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +22,13 @@ def site_size(html: Path) -> tuple[int, int]:
 
 def main(argv):
     flags = argv or ["-W", "-n", "--keep-going"]
+    import vendor_assets  # tools/vendor_assets.py, beside this file
+    vendor_assets.ensure_node_modules()
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), *flags]
     rc = subprocess.call(cmd, cwd=ROOT)
     if rc != 0:
         return rc
     html = ROOT / "_build" / "html"
-    import vendor_assets  # tools/vendor_assets.py, beside this file
-    vendor_assets.main(["--out", str(html / "_static" / "offline")])
-    # Browsers may ask for /favicon.ico before they read the page's <link rel="icon">: serve the
-    # same icon there (PNG data; browsers sniff it), so that request never fails.
-    shutil.copyfile(ROOT / "_static" / "favicon.png", html / "favicon.ico")
     n, size = site_size(html)
     print(f"site: {html}/index.html ({n} files, {size / 2**20:.1f} MiB)")
     return 0

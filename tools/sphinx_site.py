@@ -14,12 +14,22 @@ so that the browser tests (tests/browser) can demand none at all:
 4. The widgets typeset their labels with MathJax 2's `MathJax.Hub.Queue`, which MathJax 3 lacks
    ("Cannot read properties of undefined (reading 'Queue')"): a shim maps it onto MathJax 3's
    `typesetPromise`.
+5. The site serves MathJax, require.js and the widget manager itself (tools/vendor_assets.py):
+   every HTML build copies them into _static/offline/ when it finishes, and stops at its start,
+   with a message that says to run `npm ci`, when node_modules does not hold them. So a plain
+   `jupyter-book build .` gives the same site as `make book`. /favicon.ico is written too
+   (browsers may ask for it before they read the page's icon link).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
+
+from sphinx.errors import ExtensionError
+
+import vendor_assets  # tools/vendor_assets.py: local_extensions puts tools/ on sys.path
 
 EMBED_SCRIPT = "embed-amd.js"
 
@@ -83,6 +93,25 @@ def default_theme_mode(app, pagename, templatename, context, doctree) -> None:
         context["default_mode"] = "auto"
 
 
+def check_assets(app) -> None:
+    if app.builder.format == "html":
+        found = vendor_assets.problems()
+        if found:
+            raise ExtensionError("sphinx_site: " + vendor_assets.missing_message(found))
+
+
+def copy_assets(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    files, copied, size = vendor_assets.sync(out / "_static" / "offline")
+    favicon = Path(app.confdir) / "_static" / "favicon.png"
+    if favicon.is_file():  # PNG data under the name browsers ask for; they sniff the type
+        shutil.copyfile(favicon, out / "favicon.ico")
+    print(f"sphinx_site: {files} front-end files ({size / 2**20:.1f} MiB) in _static/offline, "
+          f"{copied} copied now")
+
+
 def setup(app):
     # A config value that changes whenever this file does, so that Sphinx rewrites every page then.
     app.add_config_value("sphinx_site_version", hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12],
@@ -91,4 +120,6 @@ def setup(app):
     app.connect("html-page-context", default_theme_mode, priority=900)
     app.connect("html-page-context", widget_support, priority=900)
     app.connect("html-page-context", drop_duplicate_scripts, priority=901)
+    app.connect("builder-inited", check_assets)
+    app.connect("build-finished", copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

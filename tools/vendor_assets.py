@@ -9,23 +9,27 @@ The pages load three libraries that Sphinx and myst-nb would otherwise fetch fro
   progress bars and the attention explorer): `nb_ipywidgets_js` in _config.yml points at them.
 
 The versions are pinned in package.json / package-lock.json; `npm ci` installs them into
-node_modules/ (git-ignored), and only when node_modules does not match the lock file, so a build
-with nothing changed does not touch npm. Files are copied only when missing or changed.
-tools/build_book.py runs this after every Sphinx build.
+node_modules/ (git-ignored). `make book` (tools/build_book.py) runs `npm ci` when node_modules does
+not match the lock file. Every Sphinx build copies the files into the site itself (the extension
+tools/sphinx_site.py calls :func:`sync`), so a plain `jupyter-book build .` gives the same site;
+it stops with a message that says to run `npm ci` when node_modules does not match. Files are
+copied only when missing or changed.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import filecmp
+import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_MODULES = ROOT / "node_modules"
-STAMP = NODE_MODULES / ".lmbook-lock.sha256"  # hash of the package-lock.json node_modules was made from
+# $LMBOOK_NODE_MODULES points elsewhere (the browser tests use it to build without the assets)
+NODE_MODULES = Path(os.environ.get("LMBOOK_NODE_MODULES") or ROOT / "node_modules")
+PACKAGES = ("mathjax", "requirejs", "@jupyter-widgets/html-manager")  # what ASSETS come from
 OUT = ROOT / "_build" / "html" / "_static" / "offline"
 
 # (source under node_modules, destination under OUT). A directory is copied whole.
@@ -47,24 +51,39 @@ ASSETS = [
 ]
 
 
-def lock_hash() -> str:
-    return hashlib.sha256((ROOT / "package-lock.json").read_bytes()).hexdigest()
+def problems() -> list[str]:
+    """Why node_modules cannot give the assets ([] when it can): a package missing, or at
+    another version than package-lock.json pins, or an asset file missing."""
+    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
+    out = []
+    for name in PACKAGES:
+        want = lock.get(f"node_modules/{name}", {}).get("version")
+        meta = NODE_MODULES / name / "package.json"
+        have = json.loads(meta.read_text()).get("version") if meta.is_file() else None
+        if have != want:
+            out.append(f"{name} {have or 'missing'} (package-lock.json pins {want})")
+    if not out:
+        out = [f"node_modules/{src} missing" for src, _ in ASSETS if not any(NODE_MODULES.glob(src))]
+    return out
+
+
+def missing_message(found: list[str]) -> str:
+    return ("the website's MathJax, require.js and widget manager come from npm, and node_modules does "
+            f"not match package-lock.json ({'; '.join(found)}): run `npm ci` in {ROOT} (needs Node.js; "
+            "Debian: apt-get install npm), or `make book`, which runs it")
 
 
 def ensure_node_modules() -> None:
-    """`npm ci` unless node_modules was installed from the current package-lock.json."""
-    want = lock_hash()
-    if STAMP.is_file() and STAMP.read_text().strip() == want and all(
-            any((NODE_MODULES).glob(src)) for src, _ in ASSETS):
+    """`npm ci` unless node_modules already matches package-lock.json."""
+    found = problems()
+    if not found:
         return
     npm = shutil.which("npm")
     if npm is None:
-        raise SystemExit("vendor_assets: npm is not installed, and the website needs MathJax and the widget "
-                         "manager from npm. Install Node.js (Debian: apt-get install npm) and run `make book` again.")
-    print("vendor_assets: npm ci (node_modules does not match package-lock.json)", flush=True)
+        raise SystemExit("vendor_assets: " + missing_message(found))
+    print(f"vendor_assets: npm ci ({'; '.join(found)})", flush=True)
     subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
                    cwd=ROOT, check=True)
-    STAMP.write_text(want + "\n")
 
 
 def sync_file(src: Path, dst: Path) -> bool:
