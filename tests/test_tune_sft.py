@@ -1,0 +1,98 @@
+"""lmbook.tune: the SFT loss written out equals TRL's SFTTrainer loss on one batch; the task data."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmbook.tune.evaluate import render
+from lmbook.tune.model import load_chat_tokenizer, tiny_llama
+from lmbook.tune.sft import sft_loss
+from lmbook.tune.tasks import ChatExample, few_shot, spam_task
+
+
+@pytest.fixture(scope="module")
+def chat_tok():
+    return load_chat_tokenizer()
+
+
+def test_sft_loss_by_hand():
+    # uniform logits: every token costs log V, whatever the mask picks
+    V = 7
+    logits = torch.zeros(2, 5, V)
+    ids = torch.randint(0, V, (2, 5))
+    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]])
+    assert sft_loss(logits, ids, mask).item() == pytest.approx(torch.log(torch.tensor(7.0)).item())
+    # only the answer tokens count: changing the logits that predict prompt tokens changes nothing
+    logits = torch.randn(2, 5, V)
+    before = sft_loss(logits, ids, mask)
+    logits[0, 0, ids[0, 1]] += 5.0  # predicts token 1 of row 0, a prompt token
+    assert torch.allclose(before, sft_loss(logits, ids, mask))
+    logits[0, 2, ids[0, 3]] += 5.0  # predicts token 3 of row 0, an answer token
+    assert not torch.allclose(before, sft_loss(logits, ids, mask))
+
+
+def test_sft_loss_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(B, T, V\)"):
+        sft_loss(torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.long), torch.ones(2, 5))
+
+
+def test_sft_loss_matches_trl(chat_tok, tmp_path):
+    from trl import SFTTrainer
+
+    from lmbook.tune.sft import sft_config
+    from lmbook.tune.tasks import to_prompt_completion
+
+    tok = chat_tok
+    examples = [ChatExample([{"role": "system", "content": "Answer spam or ham."},
+                             {"role": "user", "content": text}], answer, int(answer == "spam"))
+                for text, answer in [("Win a FREE prize now, call 0800", "spam"), ("see you at 6?", "ham"),
+                                     ("URGENT your account", "spam"), ("ok lor", "ham")]]
+    model = tiny_llama(len(tok))
+    args = sft_config(str(tmp_path), steps=1, batch_size=4, lr=1e-3, save=False, progress=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_prompt_completion(examples), processing_class=tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        trl_loss = trainer.compute_loss(model, dict(batch))
+        # our own completion mask: the tokens after the rendered prompt, pads excluded
+        ids, att = batch["input_ids"], batch["attention_mask"]
+        mask = torch.zeros_like(ids)
+        for i in range(len(ids)):
+            n_prompt = next(len(render(tok, e.prompt)) for e in examples
+                            if ids[i, :len(render(tok, e.prompt))].tolist() == render(tok, e.prompt))
+            mask[i, n_prompt:int(att[i].sum())] = 1
+        assert torch.equal(mask.bool(), batch["labels"] != -100)  # TRL learns the same tokens we do
+        ours = sft_loss(model(input_ids=ids, attention_mask=att).logits, ids, mask)
+    assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-5)
+    # and the answer tokens are the answer and the end-of-turn marker
+    first = tok.decode(ids[0][mask[0].bool()])
+    assert first.split("<|im_end|>")[0] in ("spam", "ham")
+
+
+def test_spam_task_is_balanced_fixed_and_held_out():
+    a, b = spam_task(n_train=20, n_eval=10, seed=0), spam_task(n_train=20, n_eval=10, seed=0)
+    assert a.train == b.train and a.eval == b.eval  # deterministic
+    assert [e.label for e in a.train].count(1) == 10 and [e.label for e in a.eval].count(1) == 10
+    train_texts = {e.prompt[1]["content"] for e in a.train}
+    assert not train_texts & {e.prompt[1]["content"] for e in a.eval}
+    assert all(e.answer == a.labels[e.label] for e in a.train + a.eval)
+    assert spam_task(n_train=20, n_eval=10, seed=1).train != a.train
+    with pytest.raises(ValueError, match="even"):
+        spam_task(n_train=3)
+    with pytest.raises(ValueError, match="fewer"):
+        spam_task(n_train=20, n_eval=10_000)
+
+
+def test_few_shot_puts_solved_examples_first():
+    task = spam_task(n_train=20, n_eval=4)
+    shots = few_shot(task, 2)
+    e = shots[0]
+    assert [m["role"] for m in e.prompt] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert {e.prompt[2]["content"], e.prompt[4]["content"]} == {"spam", "ham"}
+    assert e.prompt[-1] == task.eval[0].prompt[-1] and e.answer == task.eval[0].answer
+
+
+def test_messages_are_cut_to_max_tokens(chat_tok):
+    task = spam_task(n_train=40, n_eval=20, tokenizer=chat_tok, max_message_tokens=10)
+    lengths = [len(chat_tok(e.prompt[1]["content"], add_special_tokens=False)["input_ids"]) for e in task.train]
+    assert max(lengths) <= 10 + 3  # the cut text plus " ..."
