@@ -458,3 +458,237 @@ def test_hardware_choices_on_simulated_gpus(monkeypatch, gpu, capability, memory
     assert resolve_compile(False, cuda) is False and resolve_compile("on", cuda) is True
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         resolve_precision("half", cuda)
+
+
+# ------------------------------------------------------------------------------------------
+# uneven numbers of targets (padding, MLM): accumulation and evaluation weigh by targets
+def uneven_data(n=96, seed=0):
+    """Odd examples have one target (labels -100 elsewhere), even ones all eight."""
+    data = toy_data(n, seed=seed)
+    for i, ex in enumerate(data[1::2]):
+        keep = i % 8
+        ex["labels"] = torch.full_like(ex["labels"], -100)
+        ex["labels"][keep] = (ex["input_ids"][keep] + 1) % V
+    return data
+
+
+def record_gradients():
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    grads = []
+
+    def hook(optimizer, args, kwargs):
+        grads.append([p.grad.detach().clone() for g in optimizer.param_groups for p in g["params"]])
+
+    return grads, register_optimizer_step_pre_hook(hook)
+
+
+def first_batch(data, batch_size, seed=0):
+    """The examples of fit's first batch (its seeded shuffle), stacked."""
+    order = list(torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=seed))
+    examples = [data[i] for i in order[:batch_size]]
+    return {k: torch.stack([ex[k] for ex in examples]) for k in examples[0]}
+
+
+def test_accumulation_with_uneven_targets_gives_the_big_batch_gradient():
+    opts = {**{k: v for k, v in QUIET.items() if k != "batch_size"}, "grad_clip": None}
+    runs = []
+    for batch_size, accum in ((8, 1), (2, 4)):
+        grads, handle = record_gradients()
+        model = toy_model(dropout=0.0)
+        try:
+            h = fit(model, uneven_data(), steps=4, batch_size=batch_size, accum_steps=accum, **opts)
+        finally:
+            handle.remove()
+        runs.append((grads, h, weights(model)))
+    (big, h_big, w_big), (acc, h_acc, w_acc) = runs
+    for step, (a, b) in enumerate(zip(acc, big)):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5, msg=lambda m: f"step {step + 1}: {m}")
+    assert h_acc.train_loss == pytest.approx(h_big.train_loss, rel=1e-5)  # the big batch's loss
+    for k in w_big:
+        torch.testing.assert_close(w_acc[k], w_big[k], atol=1e-5, rtol=1e-4)
+
+
+def test_one_micro_batch_trains_on_the_models_own_mean_loss_bit_for_bit():
+    """accum_steps=1 on one process: fit's loss and gradient are exactly the model's mean loss
+    and its gradient (the stored chapter outputs depend on it)."""
+    data = uneven_data()
+    grads, handle = record_gradients()
+    try:
+        h = fit(toy_model(dropout=0.0), data, steps=1, grad_clip=None, **QUIET)
+    finally:
+        handle.remove()
+    model = toy_model(dropout=0.0)
+    loss = model(**first_batch(data, QUIET["batch_size"]))["loss"]
+    loss.backward()
+    assert h.train_loss[0] == loss.item()
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads[0], [p for grp in param_groups(model, 0.1)
+                                                                  for p in grp["params"]]))
+
+
+def test_micro_batch_without_targets_adds_nothing():
+    data = uneven_data(16)
+    empty = [{"input_ids": ex["input_ids"], "labels": torch.full_like(ex["labels"], -100)} for ex in toy_data(16)]
+    opts = {**QUIET, "grad_clip": None, "shuffle": False}
+    a, b = toy_model(dropout=0.0), toy_model(dropout=0.0)
+    fit(a, data[:8], steps=1, accum_steps=1, **opts)
+    h = fit(b, data[:8] + empty[:8], steps=1, accum_steps=2, **opts)  # the second micro-batch has no target
+    assert math.isfinite(h.train_loss[0])
+    assert_same_weights(weights(a), weights(b))
+
+
+def test_evaluate_is_the_target_weighted_mean():
+    model = toy_model(dropout=0.0)
+    data = uneven_data(20)
+    got = evaluate(model, data, batch_size=8)  # batches of 8, 8, 4 with different numbers of targets
+    with torch.no_grad():
+        losses = [model(**{k: v[None] for k, v in ex.items()})["loss"].double() for ex in data]
+        n = [int((ex["labels"] != -100).sum()) for ex in data]
+    want = sum(loss * k for loss, k in zip(losses, n)) / sum(n)
+    assert got == pytest.approx(float(want), rel=1e-6)
+    assert evaluate(model, data, batch_size=8, max_batches=1) == evaluate(model, data, batch_size=8, max_batches=1)
+
+
+def test_evaluate_skips_batches_without_targets_and_raises_on_nonfinite_loss():
+    model = toy_model(dropout=0.0)
+    data = toy_data(8)
+    empty = [{"input_ids": ex["input_ids"], "labels": torch.full_like(ex["labels"], -100)} for ex in toy_data(8, seed=3)]
+    loader = torch.utils.data.DataLoader(data + empty, batch_size=8)  # batch 2: no target, mean 0/0
+    assert evaluate(model, loader) == pytest.approx(evaluate(model, data, batch_size=8), rel=1e-12)
+    with pytest.raises(ValueError, match="no batch with a target"):
+        evaluate(model, empty, batch_size=4)
+    with torch.no_grad():
+        model.mix.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"validation loss is nan.*lower lr"):
+        evaluate(model, data, batch_size=4)
+
+
+def test_evaluate_uses_fits_precision_by_default(monkeypatch):
+    import lmbook.train.loop as loop
+
+    asked = []
+    real = loop.resolve_precision
+
+    def spy(precision, device):
+        asked.append(precision)
+        return real(precision, device)
+
+    monkeypatch.setattr(loop, "resolve_precision", spy)
+    evaluate(toy_model(), toy_data(8), batch_size=8)
+    assert asked == ["auto"]  # bf16 or fp16 on a GPU, as in fit; fp32 here
+
+
+def test_best_val_ignores_nan_wherever_it_falls():
+    for val in ([(1, float("nan")), (2, 2.0), (3, 1.5)], [(1, 2.0), (2, float("nan")), (3, 1.5)],
+                [(1, 2.0), (2, 1.5), (3, float("nan"))]):
+        assert History(val=val).best_val == 1.5
+    assert History(val=[(1, float("nan"))]).best_val is None
+
+
+# ------------------------------------------------------------------------------------------
+# compile="auto": fall back only where eager code works
+def fake_compile(fails):
+    """A torch.compile whose compiled module raises when ``fails(module, call_number)``."""
+    def compile(module):
+        calls = [0]
+
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if fails(module, calls[0]):
+                raise RuntimeError("inductor: recompilation failed")
+            return module(*args, **kwargs)
+        return call
+    return compile
+
+
+@pytest.fixture
+def compiling(monkeypatch):
+    import lmbook.train.loop as loop
+
+    def use(fails):
+        monkeypatch.setattr(loop, "resolve_compile", lambda setting, device: True)  # as on a GPU
+        monkeypatch.setattr(loop.torch, "compile", fake_compile(fails))
+    return use
+
+
+def test_failed_recompilation_and_eval_graph_fall_back(compiling):
+    opts = {**QUIET, "eval_every": 2}
+    ref = toy_model(dropout=0.0)
+    h_ref = fit(ref, toy_data(), val_data=toy_data(16, seed=1), steps=6, compile=False, **opts)
+    for fails in (lambda m, n: n >= 4,            # a recompilation at step 4
+                  lambda m, n: not m.training):   # the evaluation graph
+        compiling(fails)
+        model = toy_model(dropout=0.0)
+        with pytest.warns(UserWarning, match="torch.compile failed.*recompilation failed"):
+            h = fit(model, toy_data(), val_data=toy_data(16, seed=1), steps=6, compile="auto", **opts)
+        assert h.info["compile"] is False
+        assert h.train_loss == h_ref.train_loss and h.val == h_ref.val
+        assert_same_weights(weights(model), weights(ref))
+
+
+def test_model_errors_and_out_of_memory_are_not_reported_as_compile_failures(compiling):
+    import warnings
+
+    class Broken(Toy):
+        def forward(self, input_ids, labels=None):
+            raise ValueError("labels must have shape (8, 8)")
+
+    compiling(lambda m, n: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "torch.compile failed" warning
+        with pytest.raises(ValueError, match=r"labels must have shape \(8, 8\)"):
+            fit(Broken(ToyConfig()), toy_data(), steps=2, compile="auto", **QUIET)
+
+    import lmbook.train.loop as loop
+
+    def oom_compile(module):
+        def call(*args, **kwargs):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return call
+
+    loop.torch.compile = oom_compile  # undone by the fixture's monkeypatch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(torch.cuda.OutOfMemoryError, match="out of memory"):
+            fit(toy_model(), toy_data(), steps=2, compile="auto", **QUIET)
+
+
+# ------------------------------------------------------------------------------------------
+# RNG states in checkpoints
+def test_each_rank_restores_its_own_rng_state():
+    states = []
+    for r in range(2):
+        torch.manual_seed(10 + r)
+        states.append(ckpt.rng_state())
+    ckpt.restore_rng_state({"rng": states[0], "rng_ranks": states}, rank=1)
+    torch.manual_seed(11)
+    want = torch.rand(3)
+    ckpt.restore_rng_state({"rng": states[0], "rng_ranks": states}, rank=1)
+    assert torch.equal(torch.rand(3), want)
+    with pytest.warns(UserWarning, match="RNG states of 2 process.*none for rank 2"):
+        ckpt.restore_rng_state({"rng": states[0], "rng_ranks": states}, rank=2)
+
+
+def test_cuda_rng_of_another_gpu_count_is_restored_in_part_with_a_warning(monkeypatch):
+    """Simulated: a checkpoint written on 2 GPUs resumed on 1 (and on as many)."""
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: restored.__setitem__(i, s))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda ss: restored.update(enumerate(ss)))
+    monkeypatch.setattr(ckpt, "rng_state", lambda: {**real_rng_state(), "cuda": [torch.tensor([i]) for i in range(2)]})
+    state = ckpt.rng_state()
+    with pytest.warns(UserWarning, match=r"CUDA RNG states for 2 GPU\(s\), this machine has 1.*differ"):
+        ckpt.set_rng_state(state)
+    assert list(restored) == [0] and torch.equal(restored[0], torch.tensor([0]))
+    restored.clear()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ckpt.set_rng_state({**state, "cuda": state["cuda"][:1]})
+    assert list(restored) == [0]
+
+
+real_rng_state = ckpt.rng_state

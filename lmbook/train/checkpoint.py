@@ -4,7 +4,8 @@ atomically so that a crash at any moment leaves the previous checkpoint intact.
 A checkpoint folder holds
 
     model-0000100.safetensors   the weights after optimizer step 100 (tied weights stored once)
-    state-0000100.pt            optimizer, gradient scaler, step, RNG states, history, extras
+    state-0000100.pt            optimizer, gradient scaler, step, history, extras, and the RNG
+                                states of every process (under DDP rank 0 gathers them)
     config.json                 the model's class and configuration, and the fit() settings
     latest.json                 {"step": 100, "model": ..., "state": ...}: written last
 
@@ -19,6 +20,7 @@ import json
 import os
 import random
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +102,39 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the generators saved by :func:`rng_state` (torch CPU, CUDA, NumPy, Python). The
+    CUDA states are restored when this machine has as many GPUs as the saving one; otherwise
+    those of the first GPUs are, and a warning says that CUDA random numbers will differ."""
     torch.set_rng_state(state["torch"])
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if not torch.cuda.is_available():
+        return  # a run on the CPU draws no CUDA random numbers
+    saved, here = state.get("cuda") or [], torch.cuda.device_count()
+    if len(saved) == here:
+        torch.cuda.set_rng_state_all(saved)
+        return
+    for i in range(min(len(saved), here)):
+        torch.cuda.set_rng_state(saved[i], i)
+    warnings.warn(f"the checkpoint holds CUDA RNG states for {len(saved)} GPU(s), this machine has {here}: "
+                  f"only those of the first {min(len(saved), here)} GPU(s) were restored, so random numbers "
+                  "drawn on the others (e.g. dropout) differ from an uninterrupted run")
+
+
+def restore_rng_state(state: dict, rank: int = 0) -> None:
+    """Set this process's generators from a loaded checkpoint (:func:`load_checkpoint`'s dict):
+    process ``rank`` takes the states that process ``rank`` saved. A process the checkpoint has
+    no states for (it was written by fewer processes) keeps its own, with a warning."""
+    ranks = state.get("rng_ranks") or ([state["rng"]] if state.get("rng") else [])
+    if not ranks:
+        return
+    if rank >= len(ranks):
+        warnings.warn(f"the checkpoint holds the RNG states of {len(ranks)} process(es), none for rank {rank}: "
+                      "its random numbers (e.g. dropout) differ from an uninterrupted run")
+        return
+    set_rng_state(ranks[rank])
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,10 +152,12 @@ def _unique_tensors(state_dict: dict) -> dict:
 
 
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, optimizer=None, *, step: int = 0,
-                    scaler=None, history=None, extra: dict | None = None, keep: int = 1) -> Path:
+                    scaler=None, history=None, extra: dict | None = None, keep: int = 1,
+                    rng_states: list[dict] | None = None) -> Path:
     """Write a checkpoint of ``model`` (and optionally ``optimizer``, gradient ``scaler``,
     ``history``, JSON-able ``extra``) after optimizer step ``step`` into ``directory``.
 
+    ``rng_states``: every process's :func:`rng_state`, rank by rank (default: this process's).
     Keeps the newest ``keep`` checkpoints. Returns the path of the weights file.
     """
     from safetensors.torch import save as save_bytes
@@ -146,7 +176,8 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, optimizer=No
         "step": int(step),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "rng": rng_state(),
+        "rng": rng_states[0] if rng_states else rng_state(),
+        "rng_ranks": list(rng_states) if rng_states else None,
         "history": history.to_dict() if history is not None else None,
         "extra": json.loads(json.dumps(extra or {}, default=str)),
     }
@@ -240,7 +271,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, *
     """Load weights (and, if given, ``optimizer``/``scaler`` state) from a checkpoint folder
     (its newest checkpoint) or from a ``.safetensors`` file.
 
-    Returns a dict with "step", "history" (a dict or None), "rng" and "extra". A checkpoint of a
+    Returns a dict with "step", "history" (a dict or None), "rng" (rank 0's RNG states),
+    "rng_ranks" (every process's, or None; see :func:`restore_rng_state`) and "extra". A checkpoint of a
     model with another configuration raises a ValueError that names the differences. The
     optimizer keeps its own kernel choice (fused or not), so a run may resume on another device.
     """
@@ -259,6 +291,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, *
         weights = path
         state_file = path.with_name(path.name.replace("model-", "state-")).with_suffix(".pt")
         state_file = state_file if state_file.exists() and state_file != path else None
+        if (path.parent / CONFIG).exists():
+            stored_config = json.loads((path.parent / CONFIG).read_text()).get("model_config")
     else:
         raise FileNotFoundError(f"no checkpoint at {path}: it is neither a checkpoint folder nor a .safetensors file")
     model = _unwrap(model)
@@ -273,4 +307,4 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer=None, *
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return {"step": state.get("step", 0), "history": state.get("history"), "rng": state.get("rng"),
-            "extra": state.get("extra", {})}
+            "rng_ranks": state.get("rng_ranks"), "extra": state.get("extra", {})}

@@ -89,6 +89,24 @@ def sum_over_ranks(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return x
 
 
+def gather_to_main(obj, info: DistInfo) -> list | None:
+    """Every process's ``obj`` (picklable), in rank order, on rank 0; None on the others."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out if info.is_main else None
+
+
+def broadcast_from_main(obj, info: DistInfo):
+    """Rank 0's ``obj`` (picklable) on every process."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

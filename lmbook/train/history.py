@@ -38,8 +38,8 @@ class History:
 
     @property
     def best_val(self) -> float | None:
-        """Lowest validation loss seen, or None without evaluations."""
-        return min((loss for _, loss in self.val), default=None)
+        """Lowest validation loss seen (NaN entries ignored), or None without evaluations."""
+        return min((loss for _, loss in self.val if not math.isnan(loss)), default=None)
 
     @property
     def final_val(self) -> float | None:
@@ -59,7 +59,7 @@ class History:
         parts = [f"steps={len(self.steps)}"]
         if self.train_loss:
             parts.append(f"final_train_loss={self.final_train_loss:.4f}")
-        if self.val:
+        if self.best_val is not None:
             parts.append(f"best_val={self.best_val:.4f}")
         return f"History({', '.join(parts)})"
 

@@ -7,14 +7,16 @@ import numbers
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from lmbook.device import pick_device
 from lmbook.train import distributed as ddp
-from lmbook.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from lmbook.train.checkpoint import (latest_checkpoint, load_checkpoint, restore_rng_state, rng_state,
+                                     save_checkpoint)
 from lmbook.train.history import History
 from lmbook.train.optim import lr_at, make_optimizer
 from lmbook.train.presets import Preset, get_preset
@@ -94,6 +96,17 @@ def _count(batch) -> tuple[int, int]:
     else:
         tokens = 0
     return tokens, examples
+
+
+def _targets(batch) -> int | None:
+    """Targets a model's mean loss averages over: the labels other than -100 (integer labels; every
+    label when they are floats, e.g. regression), or None when the batch has no "labels" tensor."""
+    labels = batch.get("labels") if isinstance(batch, Mapping) else None
+    if not isinstance(labels, torch.Tensor):
+        return None
+    if labels.dtype.is_floating_point:
+        return labels.numel()
+    return int((labels != -100).sum())
 
 
 def _loss_of(out) -> torch.Tensor:
@@ -196,12 +209,16 @@ class _Batches:
 
 
 # --------------------------------------------------------------------------------------------
+# evaluation
 def evaluate(model: nn.Module, data, *, batch_size: int = 32, max_batches: int | None = None,
-             collate_fn=None, precision: str = "fp32", seed: int = 0) -> float:
-    """Mean loss (weighted by examples) of ``model`` over ``data`` (a Dataset of dict examples, or
-    a DataLoader) on the model's device, using at most ``max_batches`` batches of a seeded shuffle
-    (the same batches on every call; None: all). In a DDP process group each process evaluates
-    its shard and the result is averaged over all of them."""
+             collate_fn=None, precision: str = "auto", seed: int = 0) -> float:
+    """Mean loss per target of ``model`` over ``data`` (a Dataset of dict examples, or a
+    DataLoader) on the model's device, using at most ``max_batches`` batches of a seeded shuffle
+    (the same batches on every call; None: all). Each batch's mean loss weighs by its number of
+    targets (labels other than -100; examples when a batch has no labels); batches without any
+    target are skipped. ``precision`` as in :func:`fit` ("auto": what fit uses on that device).
+    In a DDP process group each process evaluates its shard and the result covers all of them.
+    Raises NonFiniteLossError if the loss is NaN or infinite."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     dev = next(model.parameters()).device
@@ -233,25 +250,145 @@ def _evaluate(model, loader, max_batches, device, precision, info, forward=None)
     forward = model if forward is None else forward
     was_training = model.training
     model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * examples, examples)
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * targets, targets)
     per_rank = None if max_batches is None else max(1, math.ceil(max_batches / info.world_size))
     for i, batch in enumerate(loader):
         if per_rank is not None and i >= per_rank:
             break
-        n = _count(batch)[1] or 1  # before the copy: no GPU sync
+        n = _targets(batch)  # before the copy: no GPU sync
+        if n is None:  # no labels to count: weigh by examples
+            n = _count(batch)[1] or 1
+        if n == 0:
+            continue  # every label ignored: its mean loss is 0/0
         batch = _to_device(batch, device, non_blocking=device.type == "cuda")
         with _autocast(device, precision):
             loss = _loss_of(forward(**batch))
         total[0] += loss.double() * n
         total[1] += n
-    total = ddp.sum_over_ranks(total, info)
+    total = ddp.sum_over_ranks(total, info).tolist()
     model.train(was_training)
     if total[1] == 0:
-        raise ValueError("the validation data yielded no batches")
-    return float(total[0] / total[1])
+        raise ValueError("the validation data yielded no batch with a target (labels other than -100)")
+    mean = total[0] / total[1]
+    if not math.isfinite(mean):
+        raise NonFiniteLossError(
+            f"the validation loss is {mean} (precision {precision}). Likely causes: the weights "
+            "diverged (lower lr), fp16 overflow (use precision='bf16' or 'fp32'), or bad data "
+            "(NaN/inf inputs, labels outside the vocabulary).")
+    return mean
 
 
 # --------------------------------------------------------------------------------------------
+# torch.compile, with compile="auto"'s fallback to eager
+def _out_of_memory(e: BaseException) -> bool:
+    """True if ``e`` (or an error it wraps) is an out-of-memory error: retrying eagerly would
+    hide it."""
+    oom = tuple(t for t in (MemoryError, getattr(torch, "OutOfMemoryError", None),
+                            getattr(torch.cuda, "OutOfMemoryError", None)) if isinstance(t, type))
+    while e is not None:
+        if isinstance(e, oom) or "out of memory" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+class _Forward:
+    """The model's forward for training and for evaluation, compiled when asked.
+
+    With compile="auto" every compiled call (the first compilation, a recompilation, the
+    evaluation graph) that raises is retried eagerly: if eager code succeeds, fit warns that
+    torch.compile failed and continues without it. An error that eager code raises as well (a
+    bug in the model or the data) and an out-of-memory error are raised as they are."""
+
+    def __init__(self, wrapped, raw, *, compile: bool, auto: bool, distributed: bool, record: dict):
+        self.eager = (wrapped, raw)  # (training, evaluation): DDP's wrapper only for training
+        if compile:
+            train = torch.compile(wrapped)
+            self.fns = (train, torch.compile(raw) if distributed else train)
+        else:
+            self.fns = self.eager
+        self.compiled, self.auto, self.record = compile, auto, record
+
+    def run(self, work, *, training: bool, undo=None):
+        """``work(forward)``; on a compiled failure under "auto", ``undo()`` then ``work`` eagerly."""
+        which = 0 if training else 1
+        if not self.compiled:
+            return work(self.eager[which])
+        try:
+            return work(self.fns[which])
+        except Exception as e:
+            if not self.auto or _out_of_memory(e):
+                raise
+            error = f"{type(e).__name__}: {str(e)[:200]}"
+        if undo is not None:
+            undo()
+        result = work(self.eager[which])  # raises the model's own error if eager fails as well
+        warnings.warn(f"torch.compile failed ({error}); training without compilation")
+        self.compiled, self.fns = False, self.eager
+        self.record["compile"] = False
+        return result
+
+    def evaluate(self, **batch):
+        return self.run(lambda forward: forward(**batch), training=False)
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Settings:
+    """fit's arguments once the preset has filled the gaps and each was checked."""
+    batch_size: int
+    accum_steps: int
+    lr: float
+    warmup_steps: int | None
+    min_lr_ratio: float
+    weight_decay: float
+    betas: tuple
+    grad_clip: float | None
+    eval_every: int
+    eval_batches: int | None
+    precision: str
+    compile: object
+    checkpoint_dir: object
+    checkpoint_every: int | None
+    resume: bool
+    seed: int
+    shuffle: bool
+    progress: bool
+    preset: Preset
+    steps: int | None = None
+    use_compile: bool = False
+
+    def recorded(self, world_size: int) -> dict:
+        """What checkpoints and History.info keep (a resumed run checks the data settings)."""
+        return {"batch_size": self.batch_size, "accum_steps": self.accum_steps, "world_size": world_size,
+                "seed": self.seed, "steps": self.steps, "lr": self.lr, "warmup_steps": self.warmup_steps,
+                "min_lr_ratio": self.min_lr_ratio, "weight_decay": self.weight_decay,
+                "betas": list(self.betas), "grad_clip": self.grad_clip, "shuffle": self.shuffle}
+
+
+def _settings(p: Preset, steps, epochs, **a) -> _Settings:
+    fill = {k: getattr(p, k) if a[k] is None else a[k]
+            for k in ("batch_size", "lr", "accum_steps", "eval_every", "eval_batches", "precision", "compile")}
+    a.update(fill)
+    a["eval_batches"] = None if a["eval_batches"] == "all" else a["eval_batches"]
+    eb = a["eval_batches"]
+    if eb is not None and (not isinstance(eb, int) or eb < 1):
+        raise ValueError(f"eval_batches must be a positive integer or 'all', got {eb!r}")
+    for name in ("batch_size", "accum_steps", "eval_every"):
+        a[name] = _positive_int(name, a[name])
+    if not a["lr"] > 0:
+        raise ValueError(f"lr must be positive, got {a['lr']!r}")
+    if not 0.0 <= a["min_lr_ratio"] <= 1.0:
+        raise ValueError(f"min_lr_ratio must be between 0 and 1, got {a['min_lr_ratio']!r}")
+    if a["grad_clip"] is not None and not a["grad_clip"] > 0:
+        raise ValueError(f"grad_clip must be positive or None, got {a['grad_clip']!r}")
+    if a["checkpoint_every"] is not None and a["checkpoint_every"] < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {a['checkpoint_every']!r}")
+    if steps is not None and epochs is not None:
+        raise ValueError("give steps or epochs, not both")
+    return _Settings(preset=p, **a)
+
+
 def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None,
         epochs: float | None = None, batch_size: int | None = None, lr: float | None = None,
         weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
@@ -281,7 +418,11 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
       epochs        passes over train_data (may be fractional) when ``steps`` is None.
       batch_size    examples per micro-batch per process. The global batch per optimizer step is
                     batch_size * accum_steps * number of processes.
-      accum_steps   micro-batches whose gradients are summed before each optimizer step.
+      accum_steps   micro-batches whose gradients are summed before each optimizer step. With
+                    several micro-batches (or processes) each micro-batch's mean loss weighs by
+                    its number of targets (labels other than -100), so the step's gradient is
+                    that of the mean over all its targets, as one big batch would give (Hugging
+                    Face's ``num_items_in_batch``); batches without labels weigh equally.
 
     Optimisation
       lr            peak learning rate, reached after ``warmup_steps`` of linear warm-up, then cosine
@@ -295,7 +436,7 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
     Evaluation
       eval_every    evaluate every this many optimizer steps (default: the preset's).
       eval_batches  batches per evaluation, the same seeded sample of val_data every time
-                    (default: the preset's; "all": every batch of val_data).
+                    (default: the preset's; "all": every batch of val_data). See :func:`evaluate`.
 
     Hardware
       preset        a name ("cpu", "t4", "large"), a Preset, or None for ``$LMBOOK_PRESET`` or the
@@ -305,8 +446,8 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
                     each process takes cuda:LOCAL_RANK.
       precision     "auto" (bf16 autocast on GPUs that have it, fp16 + gradient scaler on older
                     ones such as the T4, fp32 on CPU/MPS), "fp32", "bf16" or "fp16".
-      compile       torch.compile the model: "auto" (on CUDA with Triton; falls back to eager if
-                    compilation fails), True or False.
+      compile       torch.compile the model: "auto" (on CUDA with Triton; falls back to eager
+                    when compiled code fails where eager code works), True or False.
 
     Checkpoints and reproducibility
       checkpoint_dir    write checkpoints there (safetensors weights + optimizer/RNG state, atomic)
@@ -314,8 +455,8 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
       checkpoint_every  steps between checkpoints (None: only at the end).
       resume            continue from the newest checkpoint in ``checkpoint_dir`` if there is one:
                         same data order, optimizer and RNG state, so the result equals an
-                        uninterrupted run (under DDP every process resumes with rank 0's RNG
-                        state; a collate_fn's own random generator is not saved).
+                        uninterrupted run (under DDP rank 0 picks the checkpoint and every process
+                        restores its own RNG state; a collate_fn's own random generator is not saved).
       seed          seeds the data order and torch's global RNG (dropout); the model's initial
                     weights are the caller's business (``lmbook.setup(seed)`` before building it).
       progress      show a tqdm progress bar with the loss (rank 0 only).
@@ -323,179 +464,213 @@ def fit(model: nn.Module, train_data, *, val_data=None, steps: int | None = None
     Returns a :class:`History`. Raises NonFiniteLossError if the loss becomes NaN or infinite.
     Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel.
     """
-    p = get_preset(preset)
-    batch_size = p.batch_size if batch_size is None else batch_size
-    lr = p.lr if lr is None else lr
-    accum_steps = p.accum_steps if accum_steps is None else accum_steps
-    eval_every = p.eval_every if eval_every is None else eval_every
-    eval_batches = p.eval_batches if eval_batches is None else eval_batches
-    eval_batches = None if eval_batches == "all" else eval_batches
-    if eval_batches is not None and (not isinstance(eval_batches, int) or eval_batches < 1):
-        raise ValueError(f"eval_batches must be a positive integer or 'all', got {eval_batches!r}")
-    precision = p.precision if precision is None else precision
-    compile = p.compile if compile is None else compile
-    batch_size, accum_steps, eval_every = (_positive_int(n, v) for n, v in (
-        ("batch_size", batch_size), ("accum_steps", accum_steps), ("eval_every", eval_every)))
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    if not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"min_lr_ratio must be between 0 and 1, got {min_lr_ratio!r}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be positive or None, got {grad_clip!r}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every!r}")
-    if steps is not None and epochs is not None:
-        raise ValueError("give steps or epochs, not both")
-
+    s = _settings(get_preset(preset), steps, epochs, batch_size=batch_size, lr=lr, accum_steps=accum_steps,
+                  eval_every=eval_every, eval_batches=eval_batches, precision=precision, compile=compile,
+                  warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay,
+                  betas=betas, grad_clip=grad_clip, checkpoint_dir=checkpoint_dir,
+                  checkpoint_every=checkpoint_every, resume=resume, seed=seed, shuffle=shuffle,
+                  progress=progress)
     dev = ddp.rank_device(pick_device(str(device) if isinstance(device, torch.device) else device))
-    precision = resolve_precision(precision, dev)
-    use_compile = resolve_compile(compile, dev)
-    compile_auto = isinstance(compile, str) and compile.lower() == "auto"
+    s.precision = resolve_precision(s.precision, dev)
+    s.use_compile = resolve_compile(s.compile, dev)
     info = ddp.setup(dev)
-    pbar = None
+    trainer = None
     try:
-        batches = _Batches(train_data, batch_size=batch_size, collate_fn=collate_fn, shuffle=shuffle,
-                           seed=seed, info=info, pin=dev.type == "cuda", num_workers=num_workers)
+        trainer = _Trainer(model, train_data, val_data, s, dev, info, steps=steps, epochs=epochs,
+                           collate_fn=collate_fn, num_workers=num_workers)
+        return trainer.train()
+    finally:
+        if trainer is not None:
+            trainer.close()
+        ddp.teardown(info)
+
+
+class _Trainer:
+    """One fit() call: set up (and resumed) by the constructor, then ``train()`` takes the steps."""
+
+    # ---- set-up and resume
+    def __init__(self, model, train_data, val_data, s: _Settings, dev, info, *, steps, epochs,
+                 collate_fn, num_workers):
+        self.s, self.dev, self.info, self.raw = s, dev, info, model
+        self.batches = _Batches(train_data, batch_size=s.batch_size, collate_fn=collate_fn,
+                                shuffle=s.shuffle, seed=s.seed, info=info, pin=dev.type == "cuda",
+                                num_workers=num_workers)
+        s.steps = self._total_steps(steps, epochs)
+        if s.warmup_steps is None:
+            s.warmup_steps = min(s.preset.warmup_steps, s.steps // 10)
+        self.val_loader = (_val_loader(val_data, s.batch_size, collate_fn, s.seed, info)
+                           if val_data is not None else None)
+        model.to(dev)
+        n_params = sum(q.numel() for q in model.parameters())
+        if n_params == 0:
+            raise ValueError("the model has no parameters to train")
+        self.optimizer = make_optimizer(model, s.lr, s.weight_decay, s.betas)
+        self.scaler = _grad_scaler(s.precision == "fp16")
+        torch.manual_seed(s.seed + info.rank)
+        self.history = History()
+        self.start = self._resume()
+        self.history.info.update(
+            device=str(dev), precision=s.precision, compile=s.use_compile, preset=s.preset.name,
+            parameters=n_params, global_batch=s.batch_size * s.accum_steps * info.world_size,
+            resumed_from=self.start or None, **s.recorded(info.world_size))
+        self.wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None) if info.enabled else model
+        self.forward = _Forward(self.wrapped, model, compile=s.use_compile, distributed=info.enabled,
+                                auto=isinstance(s.compile, str) and s.compile.lower() == "auto",
+                                record=self.history.info)
+        self.pbar = _progress_bar(s.steps, self.start, s.progress and info.is_main)
+
+    def _total_steps(self, steps, epochs) -> int:
         if steps is None and epochs is not None:
-            if batches.per_epoch is None:
+            if self.batches.per_epoch is None:
                 raise ValueError("epochs needs data of known length; give steps instead")
             if not epochs > 0:
                 raise ValueError(f"epochs must be positive, got {epochs!r}")
-            steps = max(1, int(epochs * batches.per_epoch) // accum_steps)
-        steps = _positive_int("steps", p.steps if steps is None else steps)
-        if warmup_steps is None:
-            warmup_steps = min(p.warmup_steps, steps // 10)
-        val_loader = _val_loader(val_data, batch_size, collate_fn, seed, info) if val_data is not None else None
+            steps = max(1, int(epochs * self.batches.per_epoch) // self.s.accum_steps)
+        return _positive_int("steps", self.s.preset.steps if steps is None else steps)
 
-        model.to(dev)
-        raw = model
-        n_params = sum(q.numel() for q in raw.parameters())
-        if n_params == 0:
-            raise ValueError("the model has no parameters to train")
-        optimizer = make_optimizer(raw, lr, weight_decay, betas)
-        scaler = _grad_scaler(precision == "fp16")
-        torch.manual_seed(seed + info.rank)
+    def _resume(self) -> int:
+        """Load the newest checkpoint, if asked and there is one; returns its step (0: none).
+        Rank 0 picks it for every process; each process restores its own RNG state."""
+        s = self.s
+        if s.checkpoint_dir is None or not s.resume:
+            return 0
+        found = latest_checkpoint(s.checkpoint_dir) if self.info.is_main else None
+        weights = ddp.broadcast_from_main(None if found is None else str(found["model"]), self.info)
+        if weights is None:
+            return 0
+        state = load_checkpoint(weights, self.raw, self.optimizer, scaler=self.scaler)  # RNG stays on the CPU
+        if state["history"]:
+            self.history = History.from_dict(state["history"])
+        restore_rng_state(state, self.info.rank)
+        _warn_if_changed(state["extra"].get("fit", {}), s.recorded(self.info.world_size))
+        return state["step"]
 
-        history = History()
-        start = 0
-        settings = {"batch_size": batch_size, "accum_steps": accum_steps, "world_size": info.world_size,
-                    "seed": seed, "steps": steps, "lr": lr, "warmup_steps": warmup_steps,
-                    "min_lr_ratio": min_lr_ratio, "weight_decay": weight_decay, "betas": list(betas),
-                    "grad_clip": grad_clip, "shuffle": shuffle}
-        if checkpoint_dir is not None and resume and latest_checkpoint(checkpoint_dir) is not None:
-            state = load_checkpoint(checkpoint_dir, raw, optimizer, scaler=scaler)  # RNG states stay on the CPU
-            start = state["step"]
-            if state["history"]:
-                history = History.from_dict(state["history"])
-            if state["rng"] is not None:
-                set_rng_state(state["rng"])
-            _warn_if_changed(state["extra"].get("fit", {}), settings)
-        history.info.update(device=str(dev), precision=precision, compile=use_compile, preset=p.name,
-                            parameters=n_params, global_batch=batch_size * accum_steps * info.world_size,
-                            resumed_from=start if start else None, **settings)
+    def close(self):
+        if self.pbar is not None:
+            self.pbar.close()
 
-        wrapped = nn.parallel.DistributedDataParallel(
-            raw, device_ids=[dev.index] if dev.type == "cuda" else None) if info.enabled else raw
-        forward = torch.compile(wrapped) if use_compile else wrapped
-        eval_forward = forward if not info.enabled else (torch.compile(raw) if use_compile else raw)
-        stream = batches.stream(start * accum_steps)
-        flush_every = 1 if dev.type == "cpu" else 10  # reading a GPU's loss waits for the GPU
-        pending = []
-        pbar = _progress_bar(steps, start, progress and info.is_main)
-        t0 = time.perf_counter() - history.wall_time
-        tokens = history.tokens[-1] if history.tokens else 0
-        examples = history.examples[-1] if history.examples else 0
-        last_val = history.final_val
-
-        def save(step):
-            if info.is_main:
-                save_checkpoint(checkpoint_dir, raw, optimizer, step=step, scaler=scaler, history=history,
-                                extra={"fit": settings})
-            ddp.barrier(info)
-
-        if start >= steps:
-            warnings.warn(f"the checkpoint in {checkpoint_dir} is at step {start} >= steps={steps}: "
+    # ---- the loop
+    def train(self) -> History:
+        s, h = self.s, self.history
+        if self.start >= s.steps:
+            warnings.warn(f"the checkpoint in {s.checkpoint_dir} is at step {self.start} >= steps={s.steps}: "
                           "nothing to train (pass a larger steps to continue)")
-        raw.train()
-        for step in range(start, steps):
-            lr_now = lr_at(step, lr=lr, steps=steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            step_loss = torch.zeros((), device=dev)
-            n_tok = n_ex = 0
-            for micro in range(accum_steps):
-                cpu_batch = next(stream)
-                batch_tokens, batch_examples = _count(cpu_batch)  # before the copy: no GPU sync
-                n_tok, n_ex = n_tok + batch_tokens, n_ex + batch_examples
-                batch = _to_device(cpu_batch, dev, non_blocking=dev.type == "cuda")
-                last = micro == accum_steps - 1
-                sync = wrapped.no_sync() if info.enabled and not last else contextlib.nullcontext()
-                try:
-                    loss = _forward_backward(forward, batch, dev, precision, scaler, accum_steps, sync)
-                except (ValueError, TypeError, NonFiniteLossError):
-                    raise
-                except Exception as e:  # torch.compile failed: fall back to eager (auto only)
-                    if not (use_compile and compile_auto and step == start and micro == 0):
-                        raise
-                    warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); "
-                                  "training without compilation")
-                    optimizer.zero_grad(set_to_none=True)
-                    forward = wrapped
-                    eval_forward = raw
-                    history.info["compile"] = False
-                    loss = _forward_backward(forward, batch, dev, precision, scaler, accum_steps, sync)
-                step_loss += loss.detach().float()
-            if grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(raw.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            tokens += n_tok * info.world_size
-            examples += n_ex * info.world_size
-            pending.append((step + 1, step_loss / accum_steps, lr_now, tokens, examples))
+        self.stream = self.batches.stream(self.start * s.accum_steps)
+        self.pending = []  # steps whose losses are still on the device
+        self.t0 = time.perf_counter() - h.wall_time
+        self.tokens = h.tokens[-1] if h.tokens else 0
+        self.examples = h.examples[-1] if h.examples else 0
+        self.last_val = h.final_val
+        self.raw.train()
+        for step in range(self.start, s.steps):
+            self._optimizer_step(step)
+            self._after_step(step + 1)
+        self.raw.eval()
+        return self.history
 
-            done = step + 1
-            do_eval = val_loader is not None and (done % eval_every == 0 or done == steps)
-            do_save = checkpoint_dir is not None and (
-                done == steps or (checkpoint_every is not None and done % checkpoint_every == 0))
-            flushed = len(pending) >= flush_every or do_eval or do_save or done == steps
-            if flushed:
-                _flush(pending, history, info, t0, precision)
-                pending = []
-            if do_eval:
-                last_val = _evaluate(raw, val_loader, eval_batches, dev, precision, info, forward=eval_forward)
-                history.val.append((done, last_val))
-                raw.train()
-            if pbar is not None and flushed:
-                post = {"loss": f"{history.train_loss[-1]:.4f}"}
-                if last_val is not None:
-                    post["val"] = f"{last_val:.4f}"
-                pbar.set_postfix(post, refresh=False)
-                pbar.update(done - pbar.n)
-            if do_save:
-                save(done)
-        raw.eval()
-        return history
-    finally:
-        if pbar is not None:
-            pbar.close()
-        ddp.teardown(info)
+    # ---- one optimizer step
+    def _optimizer_step(self, step: int) -> None:
+        """accum_steps micro-batches' gradients (averaged over processes by DDP), clipped, applied."""
+        s = self.s
+        lr_now = lr_at(step, lr=s.lr, steps=s.steps, warmup_steps=s.warmup_steps, min_lr_ratio=s.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_now
+        micro = [next(self.stream) for _ in range(s.accum_steps)]  # CPU batches
+        weights = _loss_weights(micro, s.accum_steps, self.info, self.dev)
+        loss = self.forward.run(lambda forward: self._forward_backward(forward, micro, weights),
+                                training=True, undo=lambda: self.optimizer.zero_grad(set_to_none=True))
+        if s.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.raw.parameters(), s.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        counts = [_count(b) for b in micro]  # CPU tensors: no GPU sync
+        self.tokens += sum(c[0] for c in counts) * self.info.world_size
+        self.examples += sum(c[1] for c in counts) * self.info.world_size
+        self.pending.append((step + 1, loss, lr_now, self.tokens, self.examples))
+
+    def _forward_backward(self, forward, micro: list, weights: list | None) -> torch.Tensor:
+        """Backward of each micro-batch's loss times its weight (None: 1 / accum_steps); returns
+        this process's part of the step's loss. A micro-batch without targets is skipped, except
+        the last one under DDP (every process must take part in the gradient all-reduce)."""
+        dev, last = self.dev, len(micro) - 1
+        step_loss = torch.zeros((), device=dev)
+        for i, cpu_batch in enumerate(micro):
+            w = None if weights is None else weights[i]
+            if w == 0 and not (self.info.enabled and i == last):
+                continue
+            batch = _to_device(cpu_batch, dev, non_blocking=dev.type == "cuda")
+            # DDP all-reduces the gradients after the last micro-batch only
+            sync = self.wrapped.no_sync() if self.info.enabled and i < last else contextlib.nullcontext()
+            with sync:
+                with _autocast(dev, self.s.precision):
+                    loss = _loss_of(forward(**batch))
+                self.scaler.scale(loss / self.s.accum_steps if w is None else loss * w).backward()
+            if w is None:
+                step_loss += loss.detach().float()
+            elif w:
+                step_loss += loss.detach().float() * w
+        return step_loss / self.s.accum_steps if weights is None else step_loss
+
+    # ---- evaluation, progress and checkpoints
+    def _after_step(self, done: int) -> None:
+        s, h = self.s, self.history
+        do_eval = self.val_loader is not None and (done % s.eval_every == 0 or done == s.steps)
+        do_save = s.checkpoint_dir is not None and (
+            done == s.steps or (s.checkpoint_every is not None and done % s.checkpoint_every == 0))
+        flush_every = 1 if self.dev.type == "cpu" else 10  # reading a GPU's loss waits for the GPU
+        flushed = len(self.pending) >= flush_every or do_eval or do_save or done == s.steps
+        if flushed:
+            _flush(self.pending, h, self.info, self.t0, s.precision)
+            self.pending = []
+        if do_eval:
+            self.last_val = _evaluate(self.raw, self.val_loader, s.eval_batches, self.dev, s.precision,
+                                      self.info, forward=self.forward.evaluate)
+            h.val.append((done, self.last_val))
+            self.raw.train()
+        if self.pbar is not None and flushed:
+            post = {"loss": f"{h.train_loss[-1]:.4f}"}
+            if self.last_val is not None:
+                post["val"] = f"{self.last_val:.4f}"
+            self.pbar.set_postfix(post, refresh=False)
+            self.pbar.update(done - self.pbar.n)
+        if do_save:
+            self._save(done)
+
+    def _save(self, step: int) -> None:
+        """Rank 0 writes the checkpoint, with every process's RNG state; all wait for it."""
+        rng = ddp.gather_to_main(rng_state(), self.info)
+        if self.info.is_main:
+            save_checkpoint(self.s.checkpoint_dir, self.raw, self.optimizer, step=step, scaler=self.scaler,
+                            history=self.history, extra={"fit": self.s.recorded(self.info.world_size)},
+                            rng_states=rng)
+        ddp.barrier(self.info)
+
+
+def _loss_weights(micro: list, accum_steps: int, info, dev) -> list[float] | None:
+    """The factor for each micro-batch's mean loss that makes the step's gradient the gradient of
+    the mean over all its targets: n_i * world_size / N, with n_i the micro-batch's targets and N
+    those of every micro-batch on every process (DDP then averages over processes). None: one
+    micro-batch on one process (the model's mean is that already), batches without labels to
+    count, or no target at all; the micro-batches then weigh 1 / accum_steps each."""
+    if accum_steps == 1 and not info.enabled:
+        return None
+    counts = [_targets(b) for b in micro]
+    known = all(c is not None for c in counts)
+    local = torch.tensor([sum(counts) if known else 0, 0 if known else 1], dtype=torch.float64,
+                         device=dev if info.enabled else "cpu")
+    total, unknown = ddp.sum_over_ranks(local, info).tolist()  # the same on every process
+    if unknown or total == 0:
+        return None
+    return [c * info.world_size / total for c in counts]
 
 
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _forward_backward(forward, batch, dev, precision, scaler, accum_steps, sync):
-    with sync:
-        with _autocast(dev, precision):
-            out = forward(**batch)
-        loss = _loss_of(out)
-        scaler.scale(loss / accum_steps).backward()
-    return loss
 
 
 def _flush(pending, history, info, t0, precision):
