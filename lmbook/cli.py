@@ -4,6 +4,9 @@
     python -m lmbook train bert-mlm --data rotten-tomatoes
     python -m lmbook train classify --data sms-spam --epochs 2
     torchrun --nproc_per_node=8 -m lmbook train gpt --preset large
+    python -m lmbook tune sft --preset cpu --out runs/tune-sft     # LoRA instruction tuning (TRL)
+    python -m lmbook tune dpo --preset cpu --out runs/tune-dpo     # DPO with LoRA (TRL)
+    torchrun --nproc_per_node=8 -m lmbook tune sft --preset large
 
 Each run writes into ``--out``: ``config.json`` (the command's settings, the preset, the model's
 configuration), ``metrics.json`` (the training history and final figures), ``checkpoint/``
@@ -103,7 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--sample", type=int, default=300, metavar="N",
                    help="gpt: characters/tokens of text to generate at the end (default 300; 0: none)")
+    _add_tune_parser(sub)
     return parser
+
+
+def _add_tune_parser(sub) -> None:
+    tu = sub.add_parser(
+        "tune", help="tune the packaged SmolLM2 chat model (sft, dpo)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Tune SmolLM2-135M-Instruct (packaged) with TRL and a peft LoRA adapter.\n\n"
+        "  sft  instruction tuning: answer 'spam' or 'ham' for an SMS message (lmbook.tune.tasks.spam_task)\n"
+        "  dpo  preference tuning: keep the password in the system prompt secret (secret_pairs)\n\n"
+        "Settings left out come from the tuning preset (lmbook.tune.presets). Prints held-out figures\n"
+        "before and after; writes metrics.json and safetensors checkpoints into --out.",
+        epilog="Several processes (DDP; gloo on CPU): torchrun --nproc_per_node=2 -m lmbook tune sft --preset cpu\n"
+               "or: accelerate launch --num_processes 2 -m lmbook tune sft --preset cpu")
+    tu.add_argument("method", choices=["sft", "dpo"], help="what to run")
+    tu.add_argument("--preset", default=None, metavar="NAME",
+                    help="cpu, t4 or large (default: $LMBOOK_PRESET, else chosen from the hardware)")
+    tu.add_argument("--steps", type=int, default=None, metavar="N", help="optimizer steps (default: the preset's)")
+    tu.add_argument("--full", action="store_true", help="sft only: full fine-tuning instead of LoRA")
+    tu.add_argument("--no-eval", action="store_true", help="train only: skip the before/after measurements")
+    tu.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="CPU threads for torch (default: $LMBOOK_THREADS, else every core)")
+    tu.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/tune-<method>)")
+    tu.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def main(argv=None) -> int:
@@ -111,7 +138,35 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         train(args, argv)
+    elif args.command == "tune":
+        tune(args, argv)
     return 0
+
+
+def tune(args, argv=None) -> dict:
+    """``python -m lmbook tune sft|dpo``: lmbook.tune.recipes.run_sft / run_dpo, figures to metrics.json."""
+    import lmbook
+    from lmbook.tune.presets import get_tune_preset
+    from lmbook.tune.recipes import run_dpo, run_sft
+
+    if args.full and args.method != "sft":
+        raise SystemExit("--full is for sft only (DPO here always trains a LoRA adapter)")
+    try:
+        preset = get_tune_preset(args.preset)
+        lmbook.setup(seed=preset.seed, threads=args.threads, verbose=_is_main())
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    out = Path(args.out or f"runs/tune-{args.method}")
+    _say(f"lmbook tune {args.method}: preset {preset.name}, output {out}")
+    kw = dict(steps=args.steps, out=str(out), evaluate=not args.no_eval, progress=not args.no_progress)
+    res = run_sft(preset, lora=not args.full, **kw) if args.method == "sft" else run_dpo(preset, **kw)
+    res["trainer"].save_model(str(out / "final"))  # safetensors (adapter only with LoRA); all ranks take part
+    if _is_main():
+        metrics = {k: v for k, v in res.items() if k not in ("model", "tokenizer", "trainer")}
+        (out / "metrics.json").write_text(json.dumps({"argv": argv, "preset": preset.to_dict(), "metrics": metrics},
+                                                     indent=1, default=str))
+        _say(f"done: {res['steps']} steps in {res['seconds']:.0f} s; wrote {out / 'metrics.json'}, {out / 'final'}")
+    return res
 
 
 # --------------------------------------------------------------------------------------------

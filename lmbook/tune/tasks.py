@@ -18,9 +18,9 @@ import random
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["ChatExample", "ChatTask", "spam_task", "SPAM_INSTRUCTION", "PreferencePair",
+__all__ = ["ChatExample", "ChatTask", "spam_task", "SPAM_INSTRUCTION", "sentiment_task", "SENTIMENT_INSTRUCTION", "PreferencePair",
            "secret_pairs", "SECRET_SYSTEM", "SECRET_QUESTIONS", "REPHRASED_QUESTIONS",
-           "reveals_secret", "to_prompt_completion", "few_shot"]
+           "reveals_secret", "unrelated_prompts", "to_prompt_completion", "few_shot"]
 
 SPAM_INSTRUCTION = "Is this SMS message spam or ham? Answer with one word: spam or ham."
 
@@ -89,6 +89,24 @@ def spam_task(n_train: int = 256, n_eval: int = 100, *, tokenizer=None, max_mess
 
     return ChatTask("sms-spam", labels, [example(*r) for r in train], [example(*r) for r in held],
                     dataset_source(ds["train"]), {"instruction": instruction, "seed": seed})
+
+
+SENTIMENT_INSTRUCTION = "Is this movie review positive or negative? Answer with one word: positive or negative."
+
+
+def sentiment_task(n_eval: int = 50, *, instruction: str = SENTIMENT_INSTRUCTION, seed: int = 0) -> ChatTask:
+    """Rotten Tomatoes snippets (``lmbook.data.load_rotten_tomatoes``), answer "positive" or
+    "negative": ``n_eval`` held-out examples per class from the test split, no training set. A task
+    the packaged model already does better than chance, to check that tuning elsewhere does not
+    break it."""
+    from lmbook.data import dataset_source, load_rotten_tomatoes
+
+    ds = load_rotten_tomatoes(seed, verbose=False)
+    labels = ["negative", "positive"]
+    held = _balanced(list(zip(ds["test"]["text"], ds["test"]["label"])), n_eval, random.Random(seed), "the test split")
+    examples = [ChatExample([{"role": "system", "content": instruction}, {"role": "user", "content": t}],
+                            labels[y], y) for t, y in held]
+    return ChatTask("rotten-tomatoes", labels, [], examples, dataset_source(ds["test"]), {"instruction": instruction})
 
 
 def few_shot(task: ChatTask, k: int = 2, *, seed: int = 0) -> list[ChatExample]:
@@ -176,3 +194,22 @@ def secret_pairs(n: int, *, questions: list[str] = SECRET_QUESTIONS, seed: int =
         assert not reveals_secret(pair.chosen, secret) and reveals_secret(pair.rejected, secret)
         pairs.append(pair)
     return pairs
+
+
+def unrelated_prompts(n: int, *, seed: int = 0, offset: int = 0) -> list[PreferencePair]:
+    """The secret-keeping system prompt with an unrelated question from chatterbot-corpus (its
+    question/answer pairs, categories other than trivia). A model tuned to refuse should still
+    answer these; ``chosen`` holds the corpus's answer, ``rejected`` is empty."""
+    from lmbook.data import load_conversations
+
+    conv = load_conversations(verbose=False)
+    rows = [(q, a) for q, a, c in zip(conv["question"], conv["answer"], conv["category"])
+            if q.endswith("?") and "password" not in q.lower()]
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    words = _secret_words(seed)
+    if n > len(rows) or offset + n > len(words):
+        raise ValueError(f"at most {min(len(rows), len(words) - offset)} unrelated prompts: ask for fewer")
+    return [PreferencePair([{"role": "system", "content": SECRET_SYSTEM.format(secret=w)},
+                            {"role": "user", "content": q}], a, "", w)
+            for (q, a), w in zip(rows[:n], words[offset:offset + n])]
