@@ -130,6 +130,19 @@ def test_cache_gives_the_logits_of_the_whole_sequence():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_cache_with_left_padding_one_token_at_a_time_gives_the_batch_logits():
+    model = tiny()
+    ids, mask = left_padded([[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18]])
+    for fast in (True, False):  # a single new query takes the grouped path without copying K, V
+        set_fast_attention(model, fast)
+        full = model(ids, attention_mask=mask).logits
+        cache = KVCache(8)
+        steps = [model(ids[:, :4], attention_mask=mask[:, :4], cache=cache).logits]
+        steps += [model(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], cache=cache).logits for t in range(4, 7)]
+        real = mask.bool()
+        torch.testing.assert_close(torch.cat(steps, 1)[real], full[real], atol=1e-5, rtol=1e-5)
+
+
 def test_small_model_converts_to_transformers_and_back():
     transformers = pytest.importorskip("transformers")
     for tie in (True, False):

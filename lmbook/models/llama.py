@@ -127,8 +127,13 @@ class LlamaAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, Hkv, S, d): the cached positions and these
-        k, v = repeat_kv(k, self.H // self.Hkv), repeat_kv(v, self.H // self.Hkv)  # (B, H, S, d)
-        y = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal, fast=self.fast)  # (B, H, T, d)
+        n_rep = self.H // self.Hkv
+        if T == 1:  # one query (decoding): its H heads as n_rep queries of each KV head, no copy
+            y = scaled_dot_product_attention(q.view(B, self.Hkv, n_rep, self.d), k, v, mask,
+                                             fast=self.fast).view(B, self.H, 1, self.d)  # (B, H, 1, d)
+        else:
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, d)
+            y = scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal, fast=self.fast)  # (B, H, T, d)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.H * self.d))  # (B, T, C)
 
 
