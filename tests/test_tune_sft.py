@@ -96,3 +96,20 @@ def test_messages_are_cut_to_max_tokens(chat_tok):
     task = spam_task(n_train=40, n_eval=20, tokenizer=chat_tok, max_message_tokens=10)
     lengths = [len(chat_tok(e.prompt[1]["content"], add_special_tokens=False)["input_ids"]) for e in task.train]
     assert max(lengths) <= 10 + 3  # the cut text plus " ..."
+
+
+def test_label_logprobs_equal_one_forward_per_label(chat_tok):
+    from lmbook.tune.evaluate import label_logprobs
+
+    model = tiny_llama(len(chat_tok)).eval()
+    task = spam_task(n_train=20, n_eval=3, tokenizer=chat_tok, max_message_tokens=12)
+    labels = ["ham", "spam", "not spam at all"]  # one, two and several tokens
+    got = label_logprobs(model, chat_tok, task.eval, labels, batch_size=4, progress=False)  # padded batches
+    with torch.no_grad():
+        for i, e in enumerate(task.eval):
+            p = render(chat_tok, e.prompt)
+            for k, lab in enumerate(labels):
+                li = chat_tok(lab, add_special_tokens=False)["input_ids"]
+                logp = model(input_ids=torch.tensor([p + li])).logits[0].log_softmax(-1)  # (T, V)
+                want = logp[len(p) - 1:-1].gather(-1, torch.tensor(li)[:, None]).sum()
+                assert got[i, k].item() == pytest.approx(want.item(), abs=1e-4)

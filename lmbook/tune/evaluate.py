@@ -40,23 +40,31 @@ def _device(model):
 @torch.no_grad()
 def label_logprobs(model, tok, examples, labels: list[str], *, batch_size: int = 16,
                    progress: bool = True) -> torch.Tensor:
-    """(N, L): log p(label | prompt) summed over each label's tokens, for every example and label."""
+    """(N, L): log p(label | prompt) summed over each label's tokens, for every example and label.
+    Each prompt is run once (left-padded batch, KV cache); each label then continues from a copy
+    of the cache, so a second label costs its own few tokens, not the prompt again."""
+    import copy
+
     label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in labels]
-    rows, spans = [], []
-    for e in examples:
-        p = render(tok, e.prompt)
-        for li in label_ids:
-            rows.append(p + li)
-            spans.append((len(p), len(p) + len(li)))
-    out = torch.empty(len(rows))
-    dev = _device(model)
-    for s in tqdm(range(0, len(rows), batch_size), desc="scoring labels", disable=not progress, leave=False):
-        ids, mask = _pad(rows[s:s + batch_size], tok.pad_token_id)
-        logp = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float().log_softmax(-1)  # (B, T, V)
-        for j, (a, b) in enumerate(spans[s:s + batch_size]):
-            tgt = ids[j, a:b].to(dev)
-            out[s + j] = logp[j, a - 1:b - 1].gather(-1, tgt[:, None]).sum()
-    return out.view(len(examples), len(labels))
+    out, dev = torch.empty(len(examples), len(labels)), _device(model)
+    for s in tqdm(range(0, len(examples), batch_size), desc="scoring labels", disable=not progress, leave=False):
+        ids, mask = _pad([render(tok, e.prompt) for e in examples[s:s + batch_size]], tok.pad_token_id, left=True)
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)                                   # (B, T) ignoring pads
+        first = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        last = first.logits[:, -1].float().log_softmax(-1)                         # (B, V) next-token
+        B = ids.shape[0]
+        for k, li in enumerate(label_ids):
+            score = last[:, li[0]].clone()                                         # (B,)
+            if len(li) > 1:  # continue the prompt with the label's tokens
+                cont = torch.tensor(li[:-1], device=dev).expand(B, -1)              # (B, L-1)
+                cpos = pos[:, -1:] + 1 + torch.arange(len(li) - 1, device=dev)      # (B, L-1)
+                cmask = torch.cat([mask, torch.ones_like(cont)], 1)
+                logp = model(input_ids=cont, attention_mask=cmask, position_ids=cpos, use_cache=True,
+                             cache=copy.deepcopy(first.cache)).logits.float().log_softmax(-1)
+                score += logp.gather(-1, torch.tensor(li[1:], device=dev).expand(B, -1)[..., None]).squeeze(-1).sum(-1)
+            out[s:s + B, k] = score.cpu()
+    return out
 
 
 def label_accuracy(model, tok, examples, labels: list[str], **kw) -> float:
