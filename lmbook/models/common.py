@@ -34,23 +34,48 @@ class ModelOutput:
     attentions: list | None = None
 
 
+def _find_is_compiling():
+    """torch.compiler.is_compiling (torch >= 2.3), else torch._dynamo's (2.1, 2.2), else a
+    function that says no (a torch without torch.compile)."""
+    found = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if found is None:
+        try:
+            from torch._dynamo import is_compiling as found
+        except ImportError:
+            found = None
+    return found if found is not None else (lambda: False)
+
+
+_is_compiling = _find_is_compiling()
+
+
 def values_readable(t: torch.Tensor) -> bool:
     """True when reading the values of ``t`` (``int(t.max())``, ``bool(t.all())``) is free: ``t`` is
     on the CPU and no torch.compile trace is running. On a GPU such a read makes the CPU wait until
     the GPU has finished all queued work (a sync per forward pass stalls every training step);
     under torch.compile it would break the graph."""
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+    return t.device.type == "cpu" and not _is_compiling()
+
+
+def _check_long(t: torch.Tensor, name: str, what: str) -> None:
+    """Raise a TypeError that says what to do unless ``t`` is torch.long (int64), the dtype
+    torch's embeddings and cross-entropy expect."""
+    if t.dtype == torch.long:
+        return
+    if t.dtype.is_floating_point or t.is_complex():
+        raise TypeError(f"{name} must be integer {what} (torch.long, int64), got floating-point dtype "
+                        f"{t.dtype}; if the values are whole numbers, convert with {name}.long()")
+    raise TypeError(f"{name} must be torch.long (int64) {what}, got dtype {t.dtype}; convert with {name}.long()")
 
 
 def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "input_ids",
               len_name: str = "block_size") -> None:
-    """Raise a clear error unless ``ids`` is (batch, seq_len) integer token ids in
+    """Raise a clear error unless ``ids`` is (batch, seq_len) torch.long token ids in
     [0, vocab_size) with seq_len <= max_len. The range is checked only when
     :func:`values_readable` (CPU tensors)."""
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
-        raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {ids.dtype}")
+    _check_long(ids, name, "token ids")
     if ids.dim() != 2:
         hint = f"; add a batch dimension with {name}[None]" if ids.dim() == 1 else ""
         raise ValueError(f"{name} must have shape (batch, seq_len), got {tuple(ids.shape)}{hint}")
@@ -69,15 +94,14 @@ def check_ids(ids: torch.Tensor, vocab_size: int, max_len: int, *, name: str = "
 
 def check_labels(labels: torch.Tensor, shape: tuple, what: str, num_classes: int | None = None,
                  ignore_index: int | None = -100) -> None:
-    """Raise a clear error unless ``labels`` is an integer tensor of exactly ``shape`` whose
+    """Raise a clear error unless ``labels`` is a torch.long tensor of exactly ``shape`` whose
     values lie in [0, num_classes) or equal ``ignore_index`` (values checked only when
     :func:`values_readable`)."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"labels must have shape {tuple(shape)} ({what}), got {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be integer class ids (torch.long), got dtype {labels.dtype}")
+    _check_long(labels, "labels", "class ids")
     if num_classes is None or labels.numel() == 0 or not values_readable(labels):
         return
     valid = labels if ignore_index is None else labels.masked_fill(labels == ignore_index, 0)
