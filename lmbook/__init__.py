@@ -37,8 +37,10 @@ def setup(seed: int = 0, threads: int | None = None, device: str | None = None, 
 
     - seeds Python, NumPy and torch with ``seed``;
     - fixes torch's CPU thread count (results of CPU kernels depend on it): ``threads``, else
-      ``$LMBOOK_THREADS`` (the test suite sets 1), else every core of this machine;
+      ``$LMBOOK_THREADS`` (the test suite sets 1), else ``$OMP_NUM_THREADS``, else the cores of
+      this machine (under torchrun: shared among the processes on this machine);
     - picks the device: ``device``, else ``$LMBOOK_DEVICE``, else CUDA, then MPS, then CPU;
+    - on a CUDA GPU, lets float32 matrix products use TF32 tensor cores (Ampere and newer);
     - prints one line saying so (``verbose=False``: silent).
     """
     import numpy as np
@@ -47,7 +49,7 @@ def setup(seed: int = 0, threads: int | None = None, device: str | None = None, 
     from lmbook.device import pick_device
 
     if threads is None:
-        threads = int(os.environ.get("LMBOOK_THREADS", 0)) or (os.cpu_count() or 1)
+        threads = _default_threads()
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
@@ -55,7 +57,28 @@ def setup(seed: int = 0, threads: int | None = None, device: str | None = None, 
     np.random.seed(seed)
     torch.manual_seed(seed)
     dev = pick_device(device)
+    if dev.type == "cuda":  # float32 matmuls on tensor cores, inputs rounded to TF32 (10-bit mantissa)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
     if verbose:
         what = {"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)", "cpu": "CPU"}[dev.type]
-        print(f"lmbook {__version__}: device {dev.type} ({what}), {threads} CPU thread(s), seed {seed}")
+        tf32 = ", TF32 matmuls on" if dev.type == "cuda" else ""
+        print(f"lmbook {__version__}: device {dev.type} ({what}{tf32}), {threads} CPU thread(s), seed {seed}")
     return dev
+
+
+def _default_threads() -> int:
+    """$LMBOOK_THREADS, else $OMP_NUM_THREADS, else the cores divided among torchrun's processes
+    on this machine ($LOCAL_WORLD_SIZE), else every core."""
+    for var in ("LMBOOK_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").split(",")[0].strip()  # OMP_NUM_THREADS may list levels: "4,2"
+        try:
+            n = int(value or 0)
+        except ValueError:
+            raise ValueError(f"${var} must be a whole number of threads, got {value!r}") from None
+        if n:  # unset or 0: the next source
+            return n
+    cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1)
+    return max(1, cores // max(1, local))

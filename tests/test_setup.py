@@ -31,6 +31,63 @@ def test_setup_reads_thread_count_from_environment(monkeypatch):
     lmbook.setup(verbose=False)
 
 
+def test_setup_respects_omp_num_threads_and_torchrun(capsys, monkeypatch):
+    threads = torch.get_num_threads()
+    for var in ("LMBOOK_THREADS", "OMP_NUM_THREADS", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LMBOOK_DEVICE", "cpu")
+    monkeypatch.setattr(lmbook.os, "cpu_count", lambda: 8)
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        lmbook.setup()
+        assert torch.get_num_threads() == 3 and "3 CPU thread(s)" in capsys.readouterr().out
+        monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # OpenMP's nested form: the outer level
+        assert lmbook._default_threads() == 2
+        monkeypatch.setenv("LMBOOK_THREADS", "1")  # LMBOOK_THREADS first, the argument before both
+        assert lmbook._default_threads() == 1
+        lmbook.setup(threads=2, verbose=False)
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("LMBOOK_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert lmbook._default_threads() == 8
+        monkeypatch.setenv("WORLD_SIZE", "4")  # torchrun, 2 processes on each of 2 machines
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        lmbook.setup()
+        assert torch.get_num_threads() == 4 and "4 CPU thread(s)" in capsys.readouterr().out
+        monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+        with pytest.raises(ValueError, match=r"\$OMP_NUM_THREADS must be a whole number"):
+            lmbook.setup(verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_setup_line_on_the_cpu_is_unchanged_and_leaves_tf32_alone(capsys, monkeypatch):
+    monkeypatch.setenv("LMBOOK_DEVICE", "cpu")
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    lmbook.setup(seed=0, threads=1)
+    assert capsys.readouterr().out == f"lmbook {lmbook.__version__}: device cpu (CPU), 1 CPU thread(s), seed 0\n"
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()) == before
+
+
+def test_setup_enables_tf32_on_a_simulated_cuda_gpu(capsys, monkeypatch):
+    import lmbook.device
+
+    monkeypatch.setattr(lmbook.device, "pick_device", lambda name=None: torch.device("cuda"))
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.get_float32_matmul_precision())
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        assert lmbook.setup(threads=1) == torch.device("cuda")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.get_float32_matmul_precision() == "high"
+        line = capsys.readouterr().out
+        assert "device cuda (CUDA GPU, TF32 matmuls on)" in line and "1 CPU thread(s)" in line
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])
+
+
 def test_pick_device_override_and_errors(monkeypatch):
     monkeypatch.delenv("LMBOOK_DEVICE", raising=False)
     assert pick_device("cpu").type == "cpu"
