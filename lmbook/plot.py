@@ -62,11 +62,12 @@ def attention_heatmap(weights, tokens, key_tokens=None, ax=None, title=None, cma
 
 
 def attention_grid(attentions, tokens, layers=None, heads=None, size: float = 1.6,
-                   suptitle=None, cmap="viridis"):
+                   suptitle=None, cmap="viridis", fontsize: float = 8):
     """A grid of maps, one row per layer and one column per head. ``attentions``: what a
     Hugging Face model returns with ``output_attentions=True`` (a tuple of (B, H, T, T), batch
-    item 0 is used) or an array (L, H, T, T). Tokens label the left column and bottom row.
-    Returns the Figure."""
+    item 0 is used) or an array (L, H, T, T). Tokens label the left column and bottom row in
+    ``fontsize`` points: keep ``size`` (inches per map) at least ``fontsize * T / 60`` so that
+    the labels do not overlap. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     att = _stack_attentions(attentions)
@@ -80,14 +81,14 @@ def attention_grid(attentions, tokens, layers=None, heads=None, size: float = 1.
             ax = axes[r, c]
             attention_heatmap(att[layer, head], tokens, ax=ax, labels=False, cmap=cmap)
             if r == 0:
-                ax.set_title(f"head {head}", fontsize=9)
+                ax.set_title(f"head {head}", fontsize=fontsize + 1)
             if c == 0:
-                ax.set_ylabel(f"layer {layer}", fontsize=9)
-                ax.set_yticks(range(len(tokens)), tokens, fontsize=6)
+                ax.set_ylabel(f"layer {layer}", fontsize=fontsize + 1)
+                ax.set_yticks(range(len(tokens)), tokens, fontsize=fontsize)
             if r == len(layers) - 1:
-                ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
+                ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=fontsize)
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(suptitle, fontsize=fontsize + 2)
     fig.tight_layout()
     return fig
 
@@ -156,7 +157,7 @@ def _box(ax, x, y, w, h, text, kind):
 
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
                                 fc=_COLOURS[kind], ec="black", lw=0.8))
-    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+    ax.text(x, y, text, ha="center", va="center", fontsize=9.5)
 
 
 def _arrow(ax, x0, y0, x1, y1, **kw):
@@ -180,10 +181,10 @@ def transformer_diagram(ax=None, title="The Transformer (Vaswani et al., 2017): 
     """The encoder layer (left) and decoder layer (right) of the original Transformer, with the
     residual connections and the encoder output feeding every decoder layer's cross-attention.
     Returns the Axes."""
-    ax = _axes(ax, (8, 6.2))
-    ax.set_xlim(0, 10)
+    ax = _axes(ax, (7.2, 6.2))
+    ax.set_xlim(0.1, 9.7)
     ax.axis("off")
-    w = 2.8
+    w = 3.2
     # encoder (x = 2.6)
     ex = 2.6
     _box(ax, ex, -0.45, w, 0.55, "input embedding\n+ positions", "embed")
@@ -193,9 +194,9 @@ def transformer_diagram(ax=None, title="The Transformer (Vaswani et al., 2017): 
     top = _sublayer(ax, ex, top + 0.75, w, "feed-forward\n(per position)", "ffn", ex - w / 2 - 0.3)
     ax.add_patch(_frame(ex, 0.05, top + 0.1, w + 1.0))
     ax.text(ex - w / 2 - 0.72, (0.05 + top) / 2, "encoder layer  × N", rotation=90, ha="center",
-            va="center", fontsize=9)
+            va="center", fontsize=10)
     _arrow(ax, ex, top + 0.1, ex, top + 0.6)
-    ax.text(ex, top + 0.75, "encoder output (memory)\n(B, S, d_model)", ha="center", va="bottom", fontsize=8)
+    ax.text(ex, top + 0.75, "encoder output (memory)\n(B, S, d_model)", ha="center", va="bottom", fontsize=9.5)
     # decoder (x = 7.2)
     dx = 7.2
     _box(ax, dx, -0.45, w, 0.55, "output embedding\n+ positions (shifted right)", "embed")
@@ -209,14 +210,14 @@ def transformer_diagram(ax=None, title="The Transformer (Vaswani et al., 2017): 
     t3 = _sublayer(ax, dx, t2 + 0.75, w, "feed-forward\n(per position)", "ffn", dx + w / 2 + 0.3)
     ax.add_patch(_frame(dx, 0.05, t3 + 0.1, w + 1.0))
     ax.text(dx + w / 2 + 0.72, (0.05 + t3) / 2, "decoder layer  × N", rotation=270, ha="center",
-            va="center", fontsize=9)
+            va="center", fontsize=10)
     _arrow(ax, dx, t3 + 0.1, dx, t3 + 0.45)
     _box(ax, dx, t3 + 0.7, w, 0.45, "linear + softmax", "out")
     _arrow(ax, dx, t3 + 0.93, dx, t3 + 1.25)
-    ax.text(dx, t3 + 1.3, "next-token probabilities", ha="center", va="bottom", fontsize=8)
+    ax.text(dx, t3 + 1.3, "next-token probabilities", ha="center", va="bottom", fontsize=9.5)
     # memory -> every decoder layer's cross-attention (keys and values)
     _arrow(ax, ex + 0.6, top + 0.6, dx - w / 2, y_cross, connectionstyle="arc3,rad=-0.25", color="#b5541c")
-    ax.text((ex + dx) / 2 - 0.1, y_cross + 1.2, "K, V", color="#b5541c", fontsize=9, ha="center")
+    ax.text((ex + dx) / 2 - 0.1, y_cross + 1.2, "K, V", color="#b5541c", fontsize=10, ha="center")
     ax.set_ylim(-0.9, t3 + 1.75)
     if title:
         ax.set_title(title, fontsize=10)

@@ -50,6 +50,21 @@ def test_attention_grid_one_axes_per_layer_and_head():
         plot.attention_grid(torch.ones(3, 4, 4), TOKENS)
 
 
+def test_attention_grid_token_labels_in_the_asked_size():
+    fig = plot.attention_grid(maps(L=2, H=2), TOKENS, fontsize=9)
+    left, bottom = fig.axes[2], fig.axes[3]  # row 1: the left map and the bottom-right map
+    assert [t.get_text() for t in left.get_yticklabels()] == TOKENS
+    assert [t.get_text() for t in bottom.get_xticklabels()] == TOKENS
+    assert {t.get_fontsize() for t in left.get_yticklabels() + bottom.get_xticklabels()} == {9}
+    assert fig.axes[0].title.get_fontsize() == 10 and not fig.axes[3].get_yticklabels()
+
+
+def test_transformer_diagram_labels_readable_at_page_width():
+    ax = plot.transformer_diagram()
+    assert ax.figure.get_figwidth() <= 7.5  # no shrinking on a page about 7 inches wide
+    assert min(t.get_fontsize() for t in ax.texts) >= 9
+
+
 def test_annotated_matrix_writes_numbers_and_minus_infinity():
     ax = plot.annotated_matrix(torch.tensor([[0.5, float("-inf")], [1.0, 2.0]]), ["a", "b"], ["c", "d"])
     assert [t.get_text() for t in ax.texts] == ["0.500", "−∞", "1.000", "2.000"]
