@@ -76,7 +76,7 @@ def test_nbval_policy(path):
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     expected = set(project["project"]["dependencies"])
-    for extra in ("book", "test"):
+    for extra in ("book", "test", "lab"):
         expected |= set(project["project"]["optional-dependencies"][extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
@@ -93,7 +93,7 @@ def test_lock_pins_every_direct_dependency():
             for line in (ROOT / "requirements-lock.txt").read_text().splitlines()
             if line and not line.startswith("#")}
     reqs = list(project["project"]["dependencies"])
-    for extra in ("book", "test"):
+    for extra in ("book", "test", "lab"):
         reqs += project["project"]["optional-dependencies"][extra]
     for req in reqs:
         name = re.split(r"[<>=!~ \[]", req)[0].lower().replace("_", "-")
@@ -114,3 +114,47 @@ def test_every_citation_is_in_the_bibliography():
             cited |= {k.strip() for k in group.split(",")}
     missing = cited - keys
     assert not missing, f"cited but not in chapters/references.bib: {sorted(missing)}"
+
+
+def test_gpu_check_script_parses_and_names_every_phase():
+    import subprocess
+
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    for phase in ("phase unit", "phase baby_gpt", "phase torchrun", "phase chapters", "--dry-run", "--prepare"):
+        assert phase in text
+
+
+def test_gpu_check_caps_every_training_run(monkeypatch):
+    """The cell tools/gpu_check_notebooks.py puts first in a chapter cuts fit() to N steps."""
+    import sys
+
+    import torch
+
+    import lmbook.train as lt
+    import lmbook.train.loop as ll
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from gpu_check_notebooks import CAP_CELL
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    monkeypatch.setattr(lt, "fit", ll.fit)  # restored afterwards, with the module's own fit
+    monkeypatch.setattr(ll, "fit", ll.fit)
+    exec(CAP_CELL.format(n=3), {})
+    assert lt.fit is ll.fit and lt.fit.__wrapped__ is not None  # both names now give the capped fit
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def forward(self, x, y):
+            return torch.nn.functional.mse_loss(self.w(x).squeeze(-1), y)
+
+    data = [{"x": torch.randn(2), "y": torch.randn(())} for _ in range(64)]
+    h = lt.fit(Tiny(), data, steps=100, batch_size=4, lr=1e-2, device="cpu", progress=False)
+    assert h.steps == [1, 2, 3]
+    h = lt.fit(Tiny(), data, epochs=5, batch_size=4, lr=1e-2, device="cpu", progress=False)
+    assert h.steps == [1, 2, 3]
