@@ -231,7 +231,8 @@ def _write_dequantised(gguf: Path, folder: Path) -> None:
 
     tokenizer, model = _load_gguf(gguf)
     config = copy.deepcopy(model.config)
-    del config.quantization_config
+    if hasattr(config, "quantization_config"):  # transformers 5.0-5.5 do not set it
+        del config.quantization_config
     config._name_or_path = LLM_NAME
     config.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
