@@ -135,26 +135,47 @@ def label_log_probs(model, tokenizer, prompts, labels: Sequence[str], *,
         raise ValueError("a label text is empty")
     chats = _chats(prompts)
     prompt_ids = [_prompt_ids(tokenizer, c) for c in chats]
+    if all(len(ids) == 1 for ids in label_ids):  # one forward pass per prompt scores every label
+        return _next_token_log_probs(model, tokenizer, prompt_ids, batch_size)[:, [i[0] for i in label_ids]]
     items = [(n, j) for n in range(len(chats)) for j in range(len(labels))]
     items.sort(key=lambda it: len(prompt_ids[it[0]]) + len(label_ids[it[1]]))
-    device = next(model.parameters()).device
     scores = torch.empty(len(chats), len(labels))
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         seqs = [prompt_ids[n] + label_ids[j] for n, j in chunk]
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):  # left padding
-            ids[r, width - len(s):] = torch.tensor(s)
-            mask[r, width - len(s):] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logp = logits.float().log_softmax(-1)                          # (B, T, V)
+        keep = max(len(label_ids[j]) for _, j in chunk) + 1
+        logp = _log_probs(model, tokenizer, seqs, keep)                 # (B, keep, V)
         for r, (n, j) in enumerate(chunk):
             k = len(label_ids[j])
-            pred = logp[r, width - k - 1:width - 1]                     # positions that predict the label
+            pred = logp[r, keep - k - 1:keep - 1]                       # positions that predict the label
             scores[n, j] = pred.gather(-1, torch.tensor(label_ids[j], device=pred.device)[:, None]).sum()
     return scores
+
+
+def _log_probs(model, tokenizer, seqs: list[list[int]], keep: int) -> torch.Tensor:
+    """Next-token log-probabilities (B, keep, V) at the last ``keep`` positions of token-id
+    lists left-padded to one width (the head runs on those positions only: a (B, T, V) tensor
+    for a few-shot prompt takes gigabytes)."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s):] = torch.tensor(s)
+        mask[r, width - len(s):] = 1
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                   logits_to_keep=keep).logits
+    return logits.float().log_softmax(-1)
+
+
+def _next_token_log_probs(model, tokenizer, prompt_ids, batch_size) -> torch.Tensor:
+    """(N, V) log P(next token | prompt) for each prompt, batched in order of length."""
+    order = sorted(range(len(prompt_ids)), key=lambda n: len(prompt_ids[n]))
+    out = torch.empty(len(prompt_ids), model.config.vocab_size)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        out[rows] = _log_probs(model, tokenizer, [prompt_ids[n] for n in rows], 1)[:, -1].cpu()
+    return out
 
 
 # ------------------------------------------------------------------------------------------

@@ -108,6 +108,14 @@ def test_label_log_probs_equal_a_forward_pass_for_multi_token_labels(tiny):
             ids = tok(lab, add_special_tokens=False)["input_ids"]
             assert scores[n, j].item() == pytest.approx(_forward_logprobs(model, tok, chat, ids).sum().item(),
                                                         abs=1e-4)
+    single = ["positive", "negative"]  # one token each: scored from one forward pass per prompt
+    assert all(len(tok(w, add_special_tokens=False)["input_ids"]) == 1 for w in single)
+    fast = llm_eval.label_log_probs(model, tok, PROMPTS, single, batch_size=3)
+    for n, p in enumerate(PROMPTS):
+        chat = llm_eval._chats([p])[0]
+        for j, lab in enumerate(single):
+            ids = tok(lab, add_special_tokens=False)["input_ids"]
+            assert fast[n, j].item() == pytest.approx(_forward_logprobs(model, tok, chat, ids).item(), abs=1e-4)
     with pytest.raises(ValueError, match="at least two"):
         llm_eval.label_log_probs(model, tok, PROMPTS, ["positive"])
 
