@@ -1,6 +1,7 @@
 """Measuring one call: how long it takes and how much memory it holds at its peak.
 
     best_time(fn, repeats=5, warmup=1, device=None)   seconds, the fastest of ``repeats`` calls
+    timings(fn, repeats=5, warmup=1, device=None)     seconds of every one of ``repeats`` calls
     peak_memory(fn, device="cpu")                     bytes, the most the call holds at once
 
 Both take a function of no arguments (``lambda: model(x)``) and discard what it returns.
@@ -14,7 +15,7 @@ import time
 
 import torch
 
-__all__ = ["best_time", "peak_memory"]
+__all__ = ["best_time", "timings", "peak_memory"]
 
 
 def _sync(device):
@@ -25,10 +26,11 @@ def _sync(device):
         torch.mps.synchronize()
 
 
-def best_time(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
-    """Wall-clock seconds of the fastest of ``repeats`` calls ``fn()``, after ``warmup`` untimed
-    calls. The minimum is the run least disturbed by other work on the machine. With ``device``
-    on CUDA or MPS the clock waits for the queued kernels to finish (they run asynchronously)."""
+def timings(fn, repeats: int = 5, warmup: int = 1, device=None) -> list[float]:
+    """Wall-clock seconds of each of ``repeats`` calls ``fn()``, in call order, after ``warmup``
+    untimed calls: their spread shows how much the machine's other work moves a timing. With
+    ``device`` on CUDA or MPS the clock waits for the queued kernels to finish (they run
+    asynchronously)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     for _ in range(warmup):
@@ -40,7 +42,14 @@ def best_time(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return min(times)
+    return times
+
+
+def best_time(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
+    """Wall-clock seconds of the fastest of ``repeats`` calls ``fn()``, after ``warmup`` untimed
+    calls. The minimum is the run least disturbed by other work on the machine. With ``device``
+    on CUDA or MPS the clock waits for the queued kernels to finish (they run asynchronously)."""
+    return min(timings(fn, repeats=repeats, warmup=warmup, device=device))
 
 
 @contextlib.contextmanager

