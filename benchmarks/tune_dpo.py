@@ -19,6 +19,8 @@ def main() -> None:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=None, help="DPO steps (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="DPO learning rate (default: the preset's)")
+    p.add_argument("--beta", type=float, default=None, help="DPO beta (default: the preset's)")
     p.add_argument("--out", default="runs/tune_dpo")
     args = p.parse_args()
 
@@ -29,6 +31,7 @@ def main() -> None:
     from lmbook.tune.recipes import run_dpo
 
     pre = get_tune_preset(args.preset)
+    pre = pre.replace(dpo_lr=args.lr or pre.dpo_lr, dpo_beta=args.beta or pre.dpo_beta)
     print(f"preset {pre.name}: {pre.to_dict()}", flush=True)
     t, c = time.perf_counter(), time.process_time()
     res = run_dpo(pre, steps=args.steps, out=args.out, progress=False)
