@@ -109,6 +109,7 @@ def train_dpo(model, tok, pairs, *, steps: int, batch_size: int, lr: float, beta
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     trainer.model.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    print(f"DPO: {steps} steps of {batch_size} pairs in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
+    if trainer.is_world_process_zero():  # one line under torchrun, not one per process
+        print(f"DPO: {steps} steps of {batch_size} pairs in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
           f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else f"DPO: {steps} steps in {seconds:.0f} s")
     return DPOResult(trainer, seconds, cpu, steps, losses)

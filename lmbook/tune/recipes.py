@@ -81,7 +81,7 @@ def run_dpo(preset=None, *, steps: int | None = None, out: str = "runs/tune-dpo"
     tuned model to the reference on its own replies, the refusal rate on unrelated questions, and the
     sentiment task's label accuracy (it must not get worse)."""
     from lmbook.tune.dpo import implicit_rewards, train_dpo
-    from lmbook.tune.evaluate import greedy_replies, label_accuracy, mean_kl
+    from lmbook.tune.evaluate import greedy_replies, label_accuracy
     from lmbook.tune.lora import lora_config
     from lmbook.tune.model import load_chat_model
     from lmbook.tune.presets import get_tune_preset
@@ -124,8 +124,6 @@ def run_dpo(preset=None, *, steps: int | None = None, out: str = "runs/tune-dpo"
         chosen, rejected = implicit_rewards(tuned, tuned, tok, held, beta=pre.dpo_beta)
         res["preference_accuracy"] = (chosen > rejected).float().mean().item()
         res["mean_margin"] = (chosen - rejected).mean().item()
-        with tuned.disable_adapter():
-            pass  # (the reference below is the same model with the adapter off)
         res["kl_held_out"] = _kl_to_base(tuned, tok, [p.prompt for p in held], res["after_replies"])
         print(f"preference accuracy {res['preference_accuracy']:.3f} (margin > 0) on {m} held-out pairs, mean "
               f"margin {res['mean_margin']:.2f}; KL(tuned || reference) {res['kl_held_out']:.3f} nats per reply token")

@@ -100,7 +100,8 @@ def train_sft(model, tok, examples, *, steps: int, batch_size: int, lr: float, l
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     trained.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    print(f"SFT: {steps} steps of {batch_size} in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
+    if trainer.is_world_process_zero():  # one line under torchrun, not one per process
+        print(f"SFT: {steps} steps of {batch_size} in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
           f"{trainable:,} of {total:,} parameters trained, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
           if losses else f"SFT: {steps} steps in {seconds:.0f} s")
     return SFTResult(trainer, seconds, cpu, steps, trainable, total, losses, _peak_rss_gib())
