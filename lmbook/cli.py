@@ -31,6 +31,10 @@ DATA = {"gpt": ("shakespeare",), "bert-mlm": ("shakespeare", "rotten-tomatoes"),
         "classify": ("rotten-tomatoes", "sms-spam")}
 
 
+THREADS_HELP = ("CPU threads for torch (default: $LMBOOK_THREADS, else $OMP_NUM_THREADS, else "
+                "every core, shared among torchrun's processes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lmbook", description=__doc__.split("\n\n")[0],
                                      epilog="Options of a command: python -m lmbook train --help")
@@ -56,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", default=None, choices=["auto", "on", "off"],
                    help="torch.compile the model (default: the preset's; auto = on for CUDA)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for torch (default: $LMBOOK_THREADS, else every core)")
+                   help=THREADS_HELP)
     g = tr.add_argument_group("data")
     g.add_argument("--data", default=None, metavar="NAME",
                    help="corpus: gpt: shakespeare; bert-mlm: shakespeare or rotten-tomatoes; classify: "
@@ -128,7 +132,7 @@ def _add_tune_parser(sub) -> None:
     tu.add_argument("--full", action="store_true", help="sft only: full fine-tuning instead of LoRA")
     tu.add_argument("--no-eval", action="store_true", help="train only: skip the before/after measurements")
     tu.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="CPU threads for torch (default: $LMBOOK_THREADS, else every core)")
+                    help=THREADS_HELP)
     tu.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/tune-<method>)")
     tu.add_argument("--no-progress", action="store_true", help="no progress bars")
 
