@@ -11,7 +11,12 @@
     max_parameters(memory_bytes, precision, optimizer)  the most parameters whose states fit
     weight_memory(params, dtype)                    bytes of the weights alone (inference)
     model_state_bytes(model, optimizer=None)        the same states measured in a real torch model
-    ACCELERATORS                                    published memory and peak FLOP/s of two GPUs
+    model_flops_utilization(params, tokens_per_s, peak_flops)  6 N x tokens/s / peak (MFU)
+    ACCELERATORS                                    published memory and peak FLOP/s of three GPUs
+    isoflop_runs()                                  chapter 9's measured sweep (benchmarks/isoflop.py)
+    isoflop_optimum(params, loss)                   the vertex of a parabola in log N (one budget)
+    fit_isoflop(budget, params, loss)               that vertex for every budget of a sweep
+    power_law(x, y)                                 y = a x^b by least squares in log-log
     format_duration(seconds)                        "3.2 hours", "25 years"
 
 Every function takes plain numbers; the first four also take NumPy arrays and pandas Series.
@@ -29,8 +34,9 @@ import numpy as np
 __all__ = ["training_flops", "tokens_per_parameter", "chinchilla_tokens", "chinchilla_optimal",
            "transformer_params", "training_seconds", "BytesPerParameter", "bytes_per_parameter",
            "training_memory", "max_parameters", "weight_memory", "model_state_bytes",
-           "Accelerator", "ACCELERATORS", "DTYPE_BYTES", "CHINCHILLA_TOKENS_PER_PARAM",
-           "format_duration"]
+           "model_flops_utilization", "Accelerator", "ACCELERATORS", "DTYPE_BYTES",
+           "CHINCHILLA_TOKENS_PER_PARAM", "format_duration", "isoflop_runs", "isoflop_optimum", "fit_isoflop",
+           "power_law"]
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0  # Chinchilla: 70B parameters, 1.4T tokens (Hoffmann et al. 2022)
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int4": 0.5}
@@ -110,6 +116,14 @@ def training_seconds(flops, peak_flops, utilization):
     return flops / (peak_flops * utilization)
 
 
+def model_flops_utilization(params, tokens_per_second, peak_flops):
+    """Model FLOPs utilisation (Chowdhery et al. 2022): the fraction of the hardware's peak that
+    the model's own ``6 N`` FLOPs per token fill at the measured ``tokens_per_second`` (per
+    device, with ``peak_flops`` per device). Recomputed activations do not count as useful."""
+    useful = training_flops(params, tokens_per_second)
+    return useful / _positive("peak_flops", peak_flops, hint=" (FLOP/s of one device)")
+
+
 # --------------------------------------------------------------------------- memory
 @dataclass(frozen=True)
 class BytesPerParameter:
@@ -124,7 +138,9 @@ class BytesPerParameter:
         return self.weights + self.gradients + self.master_weights + self.optimizer_states
 
 
-_OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd-momentum": 1, "sgd": 0}  # fp32 tensors per parameter
+# bytes of optimizer state per parameter: AdamW's two fp32 moments; 8-bit AdamW's two 1-byte
+# moments (Dettmers et al. 2022; their block-wise scales add a fraction of a byte, left out)
+_OPTIMIZER_STATES = {"adamw": 8, "adam": 8, "adamw-8bit": 2, "sgd-momentum": 4, "sgd": 0}
 _PRECISIONS = ("fp32", "mixed")
 
 
@@ -135,8 +151,8 @@ def bytes_per_parameter(precision: str = "mixed", optimizer: str = "adamw") -> B
       "fp32"   weights and gradients in fp32 (4 + 4 bytes);
       "mixed"  mixed-precision training as ZeRO accounts it (Rajbhandari et al. 2020): fp16/bf16
                weights and gradients (2 + 2) plus an fp32 master copy of the weights (4).
-    ``optimizer``: "adamw"/"adam" keep two fp32 moments (8 bytes), "sgd-momentum" one (4),
-    "sgd" none. AdamW needs 16 bytes per parameter either way; mixed precision saves activation
+    ``optimizer``: "adamw"/"adam" keep two fp32 moments (8 bytes), "adamw-8bit" two 8-bit ones
+    (2 bytes; bitsandbytes, Dettmers et al. 2022), "sgd-momentum" one fp32 (4), "sgd" none. AdamW needs 16 bytes per parameter either way; mixed precision saves activation
     memory and time, not model-state memory."""
     p = str(precision).lower()
     if p not in _PRECISIONS:
@@ -145,7 +161,7 @@ def bytes_per_parameter(precision: str = "mixed", optimizer: str = "adamw") -> B
     o = str(optimizer).lower()
     if o not in _OPTIMIZER_STATES:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {', '.join(_OPTIMIZER_STATES)}")
-    states = 4.0 * _OPTIMIZER_STATES[o]
+    states = float(_OPTIMIZER_STATES[o])
     if p == "fp32":
         return BytesPerParameter(weights=4.0, gradients=4.0, master_weights=0.0, optimizer_states=states)
     return BytesPerParameter(weights=2.0, gradients=2.0, master_weights=4.0, optimizer_states=states)
@@ -207,6 +223,8 @@ class Accelerator:
 
 
 ACCELERATORS = {
+    # A100 datasheet: 80 GB HBM2e (SXM); BF16 tensor core 312 TFLOPS dense (624 with sparsity)
+    "A100": Accelerator("NVIDIA A100 80GB SXM", 80e9, 312e12, "nvidia2020a100"),
     # T4 datasheet: 16 GB GDDR6; "mixed precision (FP16/FP32)" 65 TFLOPS
     "T4": Accelerator("NVIDIA T4", 16e9, 65e12, "nvidia2018t4"),
     # H100 SXM datasheet: 80 GB HBM3; BF16 tensor core 1,979 TFLOPS with sparsity, half without
@@ -224,3 +242,67 @@ def format_duration(seconds) -> str:
             v = s / size
             text = f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
             return f"{text} {unit[:-1] if text == '1' else unit}"
+
+
+# --------------------------------------------------------------------------- scaling laws
+def isoflop_runs():
+    """The IsoFLOP sweep that chapter 9 fits, one row per run (budget, width, parameters N in
+    weight products, steps, batch size, tokens, FLOPs, held-out loss, settings, CPU seconds), as
+    ``benchmarks/isoflop.py`` wrote it to ``lmbook/resources/isoflop_runs.csv``."""
+    from importlib.resources import files
+
+    import pandas as pd
+
+    with files("lmbook").joinpath("resources", "isoflop_runs.csv").open("r", encoding="utf-8") as f:
+        return pd.read_csv(f)
+
+
+def isoflop_optimum(params, loss) -> tuple[float, float]:
+    """``(N_opt, loss_opt)``: the vertex of the parabola ``loss = a (log10 N)^2 + b log10 N + c``
+    fitted by least squares to runs of one compute budget (Hoffmann et al. 2022, approach 2).
+    Needs at least three sizes; a parabola that opens downwards (no minimum) is a ValueError."""
+    n = np.asarray(_positive("params", params), dtype=float).ravel()
+    y = np.asarray(loss, dtype=float).ravel()
+    if n.size != y.size:
+        raise ValueError(f"params and loss differ in length ({n.size} vs {y.size})")
+    if np.unique(n).size < 3:
+        raise ValueError("a parabola needs runs of at least three different sizes per budget")
+    if not np.isfinite(y).all():
+        raise ValueError("loss contains NaN or infinite values: drop the failed runs first")
+    a, b, c = np.polyfit(np.log10(n), y, 2)
+    if a <= 0:
+        raise ValueError("the fitted parabola has no minimum (it opens downwards): the sizes do "
+                         "not bracket the optimum; add smaller and larger models")
+    x = -b / (2 * a)
+    return float(10 ** x), float(c - b * b / (4 * a))
+
+
+def fit_isoflop(budget, params, loss):
+    """One row per compute budget: ``budget``, ``runs``, ``N_opt`` and ``loss_opt`` from
+    :func:`isoflop_optimum`, and ``inside``: whether ``N_opt`` lies within the sizes trained
+    (outside, it is an extrapolation). Returns a pandas DataFrame sorted by budget."""
+    import pandas as pd
+
+    df = pd.DataFrame({"budget": np.asarray(budget, dtype=float).ravel(),
+                       "params": np.asarray(params, dtype=float).ravel(),
+                       "loss": np.asarray(loss, dtype=float).ravel()})
+    rows = []
+    for c, g in df.groupby("budget", sort=True):
+        n_opt, l_opt = isoflop_optimum(g.params, g.loss)
+        rows.append({"budget": c, "runs": len(g), "N_opt": n_opt, "loss_opt": l_opt,
+                     "inside": bool(g.params.min() <= n_opt <= g.params.max())})
+    return pd.DataFrame(rows)
+
+
+def power_law(x, y) -> tuple[float, float]:
+    """``(a, b)`` with ``y ~ a x^b``: a straight line through ``(log x, log y)`` by least squares.
+    The exponent of ``N_opt`` against compute is Chinchilla's a: 0.50, 0.49 and 0.46 by their
+    three approaches (the IsoFLOP one: 0.49; Hoffmann et al. 2022, Table 2)."""
+    lx = np.log(np.asarray(_positive("x", x), dtype=float).ravel())
+    ly = np.log(np.asarray(_positive("y", y), dtype=float).ravel())
+    if lx.size != ly.size:
+        raise ValueError(f"x and y differ in length ({lx.size} vs {ly.size})")
+    if np.unique(lx).size < 2:
+        raise ValueError("a power law needs at least two different x values")
+    b, log_a = np.polyfit(lx, ly, 1)
+    return float(np.exp(log_a)), float(b)

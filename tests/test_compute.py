@@ -71,6 +71,8 @@ def test_bytes_per_parameter_follow_zero_accounting():
     assert compute.bytes_per_parameter("mixed", "adamw").total == 16  # 2 + 2 + 4 + 4 + 4 (ZeRO)
     assert compute.bytes_per_parameter("fp32", "adamw").total == 16  # 4 + 4 + 8
     assert compute.bytes_per_parameter("fp32", "sgd").total == 8
+    assert compute.bytes_per_parameter("mixed", "adamw-8bit").total == 10  # 2 + 2 + 4 + 1 + 1
+    assert compute.training_memory(1.5e9, "mixed", "adamw-8bit") == pytest.approx(15e9)
     assert compute.training_memory(1.5e9) == pytest.approx(24e9)  # ZeRO's GPT-2 example: 24 GB
     assert compute.max_parameters(16e9, "fp32", "adamw") == pytest.approx(1e9)
     assert compute.weight_memory(7e9, "bf16") == 14e9
@@ -134,3 +136,71 @@ def test_accelerators_and_durations():
     assert compute.format_duration(200 * 365.25 * 86400) == "200 years"
     assert compute.format_duration(0.5) == "0.5 seconds"
     assert compute.format_duration(3600) == "1 hour" and compute.format_duration(1) == "1 second"
+
+
+def test_mfu_of_llama_65b_from_its_reported_throughput():
+    # LLaMA 65B: about 380 tokens/s/GPU on A100-80GB (Touvron et al. 2023, section 2.4);
+    # 6 x 65.2e9 x 380 / 312e12 = 0.476
+    a100 = compute.ACCELERATORS["A100"]
+    assert a100.peak_flops == 312e12 and a100.memory_bytes == 80e9
+    mfu = compute.model_flops_utilization(65.2e9, 380, a100.peak_flops)
+    assert mfu == pytest.approx(6 * 65.2e9 * 380 / 312e12)
+    assert 0.47 < mfu < 0.48
+    # a utilisation computed this way gives back the time it came from
+    t = compute.training_seconds(compute.training_flops(65.2e9, 1.4e12), a100.peak_flops * 2048, mfu)
+    assert t / 86400 == pytest.approx(1.4e12 / (380 * 2048) / 86400)
+    with pytest.raises(ValueError, match="FLOP/s of one device"):
+        compute.model_flops_utilization(1e9, 100, 0)
+
+
+def test_isoflop_optimum_finds_the_vertex_of_a_parabola_in_log_n():
+    n = np.array([1e4, 3e4, 1e5, 3e5, 1e6])
+    loss = 2.0 + 0.3 * (np.log10(n) - np.log10(5e4)) ** 2
+    n_opt, l_opt = compute.isoflop_optimum(n, loss)
+    assert n_opt == pytest.approx(5e4, rel=1e-6) and l_opt == pytest.approx(2.0)
+    # noise moves the vertex, but not far
+    rng = np.random.default_rng(0)
+    n_noisy, _ = compute.isoflop_optimum(n, loss + rng.normal(0, 0.005, n.size))
+    assert 3e4 < n_noisy < 8e4
+
+
+def test_isoflop_optimum_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="at least three different sizes"):
+        compute.isoflop_optimum([1e4, 1e5, 1e5], [2.0, 1.9, 1.8])
+    with pytest.raises(ValueError, match="bracket the optimum"):
+        compute.isoflop_optimum([1e4, 1e5, 1e6], [2.0, 2.2, 2.0])    # a maximum, not a minimum
+    with pytest.raises(ValueError, match="differ in length"):
+        compute.isoflop_optimum([1e4, 1e5, 1e6], [2.0, 1.9])
+    with pytest.raises(ValueError, match="drop the failed runs"):
+        compute.isoflop_optimum([1e4, 1e5, 1e6], [2.0, np.nan, 2.1])
+
+
+def test_fit_isoflop_and_power_law_recover_a_known_exponent():
+    # synthetic sweep whose optimum grows as C^0.5: N_opt = 0.1 C^0.5
+    budgets = [1e11, 1e12, 1e13]
+    rows = [(c, n, 2.0 - 0.1 * np.log10(c) + 0.2 * (np.log10(n) - np.log10(0.1 * c ** 0.5)) ** 2)
+            for c in budgets for n in 0.1 * c ** 0.5 * np.array([0.1, 0.3, 1, 3, 10])]
+    c, n, loss = map(np.array, zip(*rows))
+    table = compute.fit_isoflop(c, n, loss)
+    assert list(table.budget) == budgets and list(table.runs) == [5, 5, 5] and table.inside.all()
+    np.testing.assert_allclose(table.N_opt, 0.1 * np.array(budgets) ** 0.5, rtol=1e-6)
+    a, b = compute.power_law(table.budget, table.N_opt)
+    assert b == pytest.approx(0.5) and a == pytest.approx(0.1)
+    # an optimum outside the sizes trained is flagged
+    sizes = np.array([1e4, 2e4, 4e4])
+    outside = compute.fit_isoflop([1e11] * 3, sizes, 2 + 0.3 * (np.log10(sizes) - np.log10(4e5)) ** 2)
+    assert outside.N_opt[0] == pytest.approx(4e5) and not outside.inside[0]
+    with pytest.raises(ValueError, match="two different x"):
+        compute.power_law([1e11, 1e11], [1e4, 2e4])
+
+
+def test_the_packaged_isoflop_sweep_is_a_valid_sweep():
+    runs = compute.isoflop_runs()
+    assert runs.budget.nunique() >= 3 and (runs.groupby("budget").size() >= 4).all()
+    # every run spent its budget (6 N D within 5%) and N is the parameters in weight products
+    np.testing.assert_allclose(runs.flops / runs.budget, 1, atol=0.05)
+    np.testing.assert_allclose(runs.flops, 6 * runs.params * runs.tokens)
+    assert (runs.tokens == runs.steps * runs.batch_size * runs.block_size).all()
+    for _, r in runs.iterrows():
+        assert r.params == compute.transformer_params(int(r.n_layer), int(r.n_embd)) + 76 * r.n_embd
+    assert runs.val_loss.between(1.0, 4.5).all()   # nats/char: below uniform over 76 symbols (4.33)
