@@ -293,12 +293,24 @@ def association_test(X: torch.Tensor, Y: torch.Tensor, A: torch.Tensor, B: torch
     return AssociationResult(effect, p, exact, used, s_x.float(), s_y.float())
 
 
-def permutation_p_value(s_x, s_y, *, permutations: int = 100_000, seed: int = 0) -> float:
-    """One-sided permutation p-value that the scores ``s_x`` are larger than ``s_y``:
-    P[sum(X_i) - sum(Y_i) >= sum(s_x) - sum(s_y)] over re-partitions (X_i, Y_i) of all scores
-    with |X_i| = len(s_x). Exact when there are at most ``permutations`` re-partitions, else
-    ``permutations`` random ones (``numpy.random.default_rng(seed)``) counted together with the
-    observed one, (k + 1) / (n + 1), so the smallest reachable value is 1 / (permutations + 1)."""
+def permutation_p_value(s_x, s_y, *, permutations: int = 100_000, seed: int = 0,
+                        alternative: str = "greater") -> float:
+    """Permutation p-value that the scores ``s_x`` are larger than ``s_y`` (``alternative=
+    "greater"``, the WEAT test): P[sum(X_i) - sum(Y_i) >= sum(s_x) - sum(s_y)] over
+    re-partitions (X_i, Y_i) of all scores with |X_i| = len(s_x). ``"less"``: ``s_x`` smaller;
+    ``"two-sided"``: twice the smaller of the two one-sided values, at most 1 (e.g. a
+    counterfactual test that has no expected direction). Exact when there are at most
+    ``permutations`` re-partitions, else ``permutations`` random ones
+    (``numpy.random.default_rng(seed)``) counted together with the observed one,
+    (k + 1) / (n + 1), so the smallest reachable value is 1 / (permutations + 1)."""
+    if alternative == "less":
+        return permutation_p_value(s_y, s_x, permutations=permutations, seed=seed)
+    if alternative == "two-sided":
+        one_sided = [permutation_p_value(a, b, permutations=permutations, seed=seed)
+                     for a, b in ((s_x, s_y), (s_y, s_x))]
+        return min(1.0, 2 * min(one_sided))
+    if alternative != "greater":
+        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
     s_x = np.asarray(torch.as_tensor(s_x).double(), dtype=np.float64).ravel()
     s_y = np.asarray(torch.as_tensor(s_y).double(), dtype=np.float64).ravel()
     if s_x.size < 1 or s_y.size < 1:

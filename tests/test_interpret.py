@@ -205,3 +205,19 @@ def test_permutation_p_value_unequal_groups_brute_force():
     assert interpret.permutation_p_value(s_y, s_x) > 0.9
     tiny = interpret.permutation_p_value(s_x, s_y, permutations=10, seed=0)
     assert 1 / 11 <= tiny <= 1.0  # sampled: never below 1 / (permutations + 1)
+
+
+def test_permutation_p_value_alternatives():
+    s_x, s_y = [3.0, 2.5, 2.0], [0.0, 0.5, 1.0, -1.0]
+    greater = interpret.permutation_p_value(s_x, s_y)
+    less = interpret.permutation_p_value(s_x, s_y, alternative="less")
+    assert greater == pytest.approx(1 / math.comb(7, 3))        # only the observed split is as extreme
+    assert less == pytest.approx(interpret.permutation_p_value(s_y, s_x))
+    assert less == pytest.approx(1.0)
+    two = interpret.permutation_p_value(s_x, s_y, alternative="two-sided")
+    assert two == pytest.approx(2 * greater)
+    assert interpret.permutation_p_value(s_y, s_x, alternative="two-sided") == pytest.approx(two)
+    same = interpret.permutation_p_value([1.0, 2.0], [1.0, 2.0], alternative="two-sided")
+    assert same == 1.0                                          # capped at 1
+    with pytest.raises(ValueError, match="two-sided"):
+        interpret.permutation_p_value(s_x, s_y, alternative="both")
