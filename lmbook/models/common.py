@@ -111,6 +111,19 @@ def check_labels(labels: torch.Tensor, shape: tuple, what: str, num_classes: int
         raise ValueError(f"labels contains {lo if lo < 0 else hi}, outside [0, {num_classes}){skip}")
 
 
+def causal_lm_loss(logits: torch.Tensor, labels, *, vocab_size: int, last_only: bool = False):
+    """Mean cross-entropy of the logits (B, T, V) against labels (B, T) given per input position
+    (already shifted: the target of position t is the token at t + 1), -100 skipped; None when
+    there are no labels. The GPT and the Llama both end with it."""
+    if labels is None:
+        return None
+    if last_only:
+        raise ValueError("labels need the logits of every position: leave last_only=False")
+    B, T = logits.shape[:2]
+    check_labels(labels, (B, T), "one target token per input position, -100 to skip", vocab_size)
+    return nn.functional.cross_entropy(logits.view(B * T, -1), labels.reshape(B * T), ignore_index=-100)
+
+
 def set_fast_attention(model: nn.Module, fast: bool = True) -> nn.Module:
     """Switch every attention module in ``model`` between torch's fused kernel (``fast=True``,
     the default) and the spelled-out softmax(QK^T/sqrt(d_k))V. Same numbers up to rounding."""

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from lmbook.attention import scaled_dot_product_attention
 from lmbook.generate import decoding_mask, decoding_positions
-from lmbook.models.common import ModelOutput, check_ids, check_labels, count_parameters
+from lmbook.models.common import ModelOutput, causal_lm_loss, check_ids, count_parameters
 
 __all__ = ["LlamaConfig", "Llama", "RMSNorm", "RotaryEmbedding", "rotate_half", "apply_rotary", "repeat_kv"]
 
@@ -208,10 +208,5 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, mask, is_causal, cache, i)
         x = self.model.norm(x[:, -1:] if last_only else x)
         logits = self.lm_head(x)  # (B, T, V), or (B, 1, V) when last_only
-        loss = None
-        if labels is not None:
-            if last_only:
-                raise ValueError("labels need the logits of every position: leave last_only=False")
-            check_labels(labels, (B, T), "one target token per input position, -100 to skip", cfg.vocab_size)
-            loss = F.cross_entropy(logits.view(B * T, -1), labels.reshape(B * T), ignore_index=-100)
+        loss = causal_lm_loss(logits, labels, vocab_size=cfg.vocab_size, last_only=last_only)
         return ModelOutput(logits=logits, loss=loss)
