@@ -13,4 +13,14 @@
 From the command line: ``python -m lmbook tune sft --preset cpu`` (and ``tune dpo``); under
 ``torchrun``/``accelerate launch`` the same command trains on several processes.
 """
-__all__: list[str] = []  # import from the modules: nothing heavy is loaded by `import lmbook.tune`
+# The submodules, loaded when first used (``lmbook.tune.sft``): ``import lmbook.tune`` loads
+# nothing heavy (TRL, peft).
+__all__ = ["model", "tasks", "evaluate", "sft", "lora", "dpo", "presets", "recipes"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
