@@ -86,9 +86,10 @@ def main() -> None:
     for u in ups[:2]:
         print(f"   {u.name}: W {u.shape} = {u.full_params:,} numbers, A and B {u.lora_params:,}, rank {u.rank}, "
               f"|ΔW|/|W| {u.rel_norm:.4f}")
-    from lmbook.tune.evaluate import _pad, render
+    from lmbook.llm_eval import prompt_ids
+    from lmbook.tune.evaluate import _pad
 
-    ids, att = _pad([render(tok, e.prompt) for e in task.eval[:8]], tok.pad_token_id)
+    ids, att = _pad([prompt_ids(tok, e.prompt) for e in task.eval[:8]], tok.pad_token_id)
     with torch.no_grad():
         before = tuned(input_ids=ids, attention_mask=att).logits
         merged = merge(tuned)

@@ -30,8 +30,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["Generation", "generate_batched", "label_log_probs", "normalize_answer", "exact_match",
-           "token_f1", "contains_answer", "chrf", "rouge"]
+__all__ = ["Generation", "generate_batched", "label_log_probs", "prompt_ids", "normalize_answer",
+           "exact_match", "token_f1", "contains_answer", "chrf", "rouge"]
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _chats(prompts) -> list[list[dict]]:
     return chats
 
 
-def _prompt_ids(tokenizer, chat) -> list[int]:
+def prompt_ids(tokenizer, chat) -> list[int]:
     """The token ids of ``chat`` through the chat template, ending with the assistant's header."""
     ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a dict in transformers 5
@@ -93,7 +93,7 @@ def generate_batched(model, tokenizer, prompts, *, max_new_tokens: int = 32, bat
     if system is not None:
         chats = [c if c[0]["role"] == "system" else [{"role": "system", "content": system}] + c
                  for c in chats]
-    lengths = [len(_prompt_ids(tokenizer, c)) for c in chats]
+    lengths = [len(prompt_ids(tokenizer, c)) for c in chats]
     order = sorted(range(len(chats)), key=lambda i: lengths[i])  # shortest first, stable
     stop = _stop_ids(model, tokenizer)
     device = next(model.parameters()).device
@@ -123,26 +123,27 @@ def generate_batched(model, tokenizer, prompts, *, max_new_tokens: int = 32, bat
 
 @torch.no_grad()
 def label_log_probs(model, tokenizer, prompts, labels: Sequence[str], *,
-                    batch_size: int = 16) -> torch.Tensor:
+                    batch_size: int = 16, progress: bool = False) -> torch.Tensor:
     """(N, L) log-probability of each label text as the start of the model's answer to each
     prompt: the sum over the label's tokens of log P(token | chat prompt, earlier label tokens).
     Classification by prompting picks the argmax over labels, so the model never answers
-    outside them."""
+    outside them. ``progress``: a progress bar over the batches."""
     if isinstance(labels, str) or len(labels) < 2:
         raise ValueError("labels must be a list of at least two label texts")
     label_ids = [tokenizer(lab, add_special_tokens=False)["input_ids"] for lab in labels]
     if any(not ids for ids in label_ids):
         raise ValueError("a label text is empty")
     chats = _chats(prompts)
-    prompt_ids = [_prompt_ids(tokenizer, c) for c in chats]
+    prompts_ids = [prompt_ids(tokenizer, c) for c in chats]
     if all(len(ids) == 1 for ids in label_ids):  # one forward pass per prompt scores every label
-        return _next_token_log_probs(model, tokenizer, prompt_ids, batch_size)[:, [i[0] for i in label_ids]]
+        logp = _next_token_log_probs(model, tokenizer, prompts_ids, batch_size, progress)
+        return logp[:, [i[0] for i in label_ids]]
     items = [(n, j) for n in range(len(chats)) for j in range(len(labels))]
-    items.sort(key=lambda it: len(prompt_ids[it[0]]) + len(label_ids[it[1]]))
+    items.sort(key=lambda it: len(prompts_ids[it[0]]) + len(label_ids[it[1]]))
     scores = torch.empty(len(chats), len(labels))
-    for start in range(0, len(items), batch_size):
+    for start in _steps(len(items), batch_size, progress):
         chunk = items[start:start + batch_size]
-        seqs = [prompt_ids[n] + label_ids[j] for n, j in chunk]
+        seqs = [prompts_ids[n] + label_ids[j] for n, j in chunk]
         keep = max(len(label_ids[j]) for _, j in chunk) + 1
         logp = _log_probs(model, tokenizer, seqs, keep)                 # (B, keep, V)
         for r, (n, j) in enumerate(chunk):
@@ -168,14 +169,23 @@ def _log_probs(model, tokenizer, seqs: list[list[int]], keep: int) -> torch.Tens
     return logits.float().log_softmax(-1)
 
 
-def _next_token_log_probs(model, tokenizer, prompt_ids, batch_size) -> torch.Tensor:
+def _next_token_log_probs(model, tokenizer, prompts_ids, batch_size, progress=False) -> torch.Tensor:
     """(N, V) log P(next token | prompt) for each prompt, batched in order of length."""
-    order = sorted(range(len(prompt_ids)), key=lambda n: len(prompt_ids[n]))
-    out = torch.empty(len(prompt_ids), model.config.vocab_size)
-    for start in range(0, len(order), batch_size):
+    order = sorted(range(len(prompts_ids)), key=lambda n: len(prompts_ids[n]))
+    out = torch.empty(len(prompts_ids), model.config.vocab_size)
+    for start in _steps(len(order), batch_size, progress):
         rows = order[start:start + batch_size]
-        out[rows] = _log_probs(model, tokenizer, [prompt_ids[n] for n in rows], 1)[:, -1].cpu()
+        out[rows] = _log_probs(model, tokenizer, [prompts_ids[n] for n in rows], 1)[:, -1].cpu()
     return out
+
+
+def _steps(n: int, batch_size: int, progress: bool):
+    """The batch start indices 0, batch_size, ... below n, with a progress bar if asked."""
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        return tqdm(starts, desc="score labels", unit="batch")
+    return starts
 
 
 # ------------------------------------------------------------------------------------------

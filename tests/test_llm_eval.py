@@ -39,7 +39,7 @@ PROMPTS = ["Hi", "What is the capital of France? Answer in one sentence.",
 
 def _forward_logprobs(model, tok, chat, answer_ids):
     """Log-probability of each answer token after the chat prompt, from one unpadded forward pass."""
-    ids = llm_eval._prompt_ids(tok, chat)
+    ids = llm_eval.prompt_ids(tok, chat)
     x = torch.tensor([ids + answer_ids])
     with torch.no_grad():
         logp = model(input_ids=x).logits.log_softmax(-1)[0]

@@ -73,6 +73,22 @@ def test_nbval_policy(path):
                 f"{path.name}: cell {i} ignores its output but no assert follows it")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_widget_view_has_its_stored_state(path):
+    """The site renders a progress bar from the notebook's stored widget state; a view whose model
+    is not in that state shows nothing (the state is stale, from an earlier run)."""
+    nb = load_nb(path)
+    state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    models = set(state.get("state", {}))
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+             for c in nb["cells"] for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    missing = [v for v in views if v not in models]
+    assert not missing, (f"{path.name}: {len(missing)} of {len(views)} widget views have no stored state: "
+                         f"re-execute it with `make execute NB=chapters/{path.name}` (tools/execute_notebooks.py "
+                         "stores the state)")
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     expected = set(project["project"]["dependencies"])

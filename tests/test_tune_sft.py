@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmbook.tune.evaluate import render
+from lmbook.llm_eval import prompt_ids as render
 from lmbook.tune.model import load_chat_tokenizer, tiny_llama
 from lmbook.tune.sft import sft_loss
 from lmbook.tune.tasks import ChatExample, few_shot, spam_task
@@ -98,18 +98,57 @@ def test_messages_are_cut_to_max_tokens(chat_tok):
     assert max(lengths) <= 10 + 3  # the cut text plus " ..."
 
 
-def test_label_logprobs_equal_one_forward_per_label(chat_tok):
-    from lmbook.tune.evaluate import label_logprobs
+def test_label_accuracy_is_the_argmax_of_one_forward_per_label(chat_tok):
+    from lmbook.tune.evaluate import label_accuracy
 
     model = tiny_llama(len(chat_tok)).eval()
-    task = spam_task(n_train=20, n_eval=3, tokenizer=chat_tok, max_message_tokens=12)
+    task = spam_task(n_train=20, n_eval=6, tokenizer=chat_tok, max_message_tokens=12)
     labels = ["ham", "spam", "not spam at all"]  # one, two and several tokens
-    got = label_logprobs(model, chat_tok, task.eval, labels, batch_size=4, progress=False)  # padded batches
+    want = torch.empty(len(task.eval), len(labels))
     with torch.no_grad():
         for i, e in enumerate(task.eval):
             p = render(chat_tok, e.prompt)
             for k, lab in enumerate(labels):
                 li = chat_tok(lab, add_special_tokens=False)["input_ids"]
                 logp = model(input_ids=torch.tensor([p + li])).logits[0].log_softmax(-1)  # (T, V)
-                want = logp[len(p) - 1:-1].gather(-1, torch.tensor(li)[:, None]).sum()
-                assert got[i, k].item() == pytest.approx(want.item(), abs=1e-4)
+                want[i, k] = logp[len(p) - 1:-1].gather(-1, torch.tensor(li)[:, None]).sum()
+    gold = torch.tensor([e.label for e in task.eval])
+    expected = (want.argmax(-1) == gold).float().mean().item()
+    got = label_accuracy(model, chat_tok, task.eval, labels, batch_size=4, progress=False)  # padded batches
+    assert got == pytest.approx(expected)
+    # the same examples with the gold label moved: the accuracy follows the scores, not a constant
+    moved = [type(e)(e.prompt, e.answer, (e.label + 1) % 3) for e in task.eval]
+    expected_moved = (want.argmax(-1) == (gold + 1) % 3).float().mean().item()
+    assert label_accuracy(model, chat_tok, moved, labels, batch_size=4, progress=False) == pytest.approx(expected_moved)
+
+
+def test_precision_is_bf16_only_on_a_cuda_gpu_that_has_it(monkeypatch):
+    from lmbook.tune.model import trainer_precision
+
+    assert trainer_precision() == {"bf16": False, "fp16": False}  # this CPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert trainer_precision() == {"bf16": True, "fp16": False}   # an A100/H100
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert trainer_precision() == {"bf16": False, "fp16": False}  # a T4: float32, not fp16
+
+
+def test_trained_model_comes_back_without_bf16_autocast(chat_tok, tmp_path):
+    """A run in bfloat16 autocast (as on a GPU) must hand back a model whose forward is plain
+    float32: the logits equal the class's own forward, not a bfloat16-rounded copy."""
+    from transformers import LlamaForCausalLM
+
+    from lmbook.tune.sft import train_sft
+
+    task = spam_task(n_train=8, n_eval=2, tokenizer=chat_tok, max_message_tokens=8)
+    model = tiny_llama(len(chat_tok))
+    res = train_sft(model, chat_tok, task.train, steps=1, batch_size=4, lr=1e-3, save=False,
+                    progress=False, output_dir=str(tmp_path), bf16=True)  # CPU autocast, like a GPU run
+    tuned = res.trainer.model
+    ids = torch.tensor([render(chat_tok, task.eval[0].prompt)])
+    with torch.no_grad():
+        got = tuned(input_ids=ids).logits
+        plain = LlamaForCausalLM.forward(tuned, input_ids=ids).logits
+    assert got.dtype == torch.float32
+    assert torch.equal(got, plain)
+    assert not tuned.training

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from lmbook.tune.model import trainer_precision, without_autocast
+
 __all__ = ["dpo_loss", "sequence_logprobs", "implicit_rewards", "to_preference_dataset", "train_dpo",
            "DPOResult"]
 
@@ -42,11 +44,12 @@ def implicit_rewards(model, reference, tok, pairs, beta: float = 0.1, batch_size
     """(chosen, rejected): β · (log π - log π_ref) of each pair's two replies, as (N,) tensors.
     ``reference``: the frozen starting model (for a peft model, pass the same model and the adapter
     is switched off for the reference pass)."""
-    from lmbook.tune.evaluate import _pad, render
+    from lmbook.llm_eval import prompt_ids
+    from lmbook.tune.evaluate import _pad
 
     rows, masks = [], []
     for p in pairs:
-        prompt = render(tok, p.prompt)
+        prompt = prompt_ids(tok, p.prompt)
         for reply in (p.chosen, p.rejected):
             ids = tok(reply + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
             rows.append(prompt + ids)
@@ -101,13 +104,13 @@ def train_dpo(model, tok, pairs, *, steps: int, batch_size: int, lr: float, beta
                      save_steps=steps, save_only_model=True, report_to="none", disable_tqdm=not progress,
                      use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, max_length=256,
                      gradient_checkpointing=False,  # TRL turns it on to save memory; here time is short
-                     **config)
+                     **{**trainer_precision(), **config})
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=to_preference_dataset(pairs),
                          processing_class=tok, peft_config=lora)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    trainer.model.eval()
+    without_autocast(trainer)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if trainer.is_world_process_zero():  # one line under torchrun, not one per process
         print(f"DPO: {steps} steps of {batch_size} pairs in {seconds:.0f} s ({cpu:.0f} s of CPU time), "

@@ -4,10 +4,15 @@
 packaged SmolLM2-135M-Instruct as a plain float32 ``LlamaForCausalLM`` in eval mode, or a hub
 SmolLM2 when ``source`` names one (e.g. "HuggingFaceTB/SmolLM2-360M-Instruct"). The tokenizer is
 set to pad on the right, as training collators expect (``lmbook.tune.evaluate`` pads by hand).
+
+``trainer_precision()`` and ``without_autocast(trainer)`` keep the precision of a TRL run
+explicit: bfloat16 autocast only on a GPU that has it, and the trained model handed back
+without the autocast wrapper that accelerate puts on its ``forward`` (else every later
+measurement of the "tuned" model would silently run in bfloat16).
 """
 from __future__ import annotations
 
-__all__ = ["load_chat_model", "load_chat_tokenizer", "tiny_llama"]
+__all__ = ["load_chat_model", "load_chat_tokenizer", "tiny_llama", "trainer_precision", "without_autocast"]
 
 
 def load_chat_model(source: str | None = None, *, verbose: bool = True):
@@ -36,3 +41,20 @@ def tiny_llama(vocab_size: int, seed: int = 0, *, hidden_size: int = 32, layers:
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=256, tie_word_embeddings=True)
     return LlamaForCausalLM(cfg)
+
+
+def trainer_precision() -> dict:
+    """The ``bf16``/``fp16`` arguments of a TRL config: bfloat16 autocast on a CUDA GPU that
+    supports it, float32 everywhere else (TRL's configs default to ``bf16=True``, which on a CPU
+    means bfloat16 autocast there too)."""
+    import torch
+
+    return {"bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()), "fp16": False}
+
+
+def without_autocast(trainer):
+    """``trainer.model`` after training, with accelerate's mixed-precision wrapper taken off its
+    ``forward`` (a no-op for a float32 run), in eval mode."""
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    trainer.model = model
+    return model.eval()

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lmbook.tune.model import trainer_precision, without_autocast
+
 __all__ = ["sft_loss", "sft_config", "train_sft", "SFTResult"]
 
 
@@ -46,7 +48,7 @@ def sft_config(output_dir: str, *, steps: int, batch_size: int, lr: float, seed:
                 weight_decay=0.0, seed=seed, data_seed=seed, completion_only_loss=True, max_length=max_length,
                 logging_steps=max(1, steps // 8), save_strategy="steps" if save else "no", save_steps=steps,
                 save_only_model=True, report_to="none", disable_tqdm=not progress, dataloader_num_workers=0,
-                use_cpu=not torch.cuda.is_available(), bf16=False, fp16=False,
+                use_cpu=not torch.cuda.is_available(), **trainer_precision(),
                 gradient_checkpointing=False)  # TRL turns it on to save memory; here time is short, not memory
     args.update(overrides)
     return SFTConfig(**args)
@@ -98,7 +100,7 @@ def train_sft(model, tok, examples, *, steps: int, batch_size: int, lr: float, l
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    trained.eval()
+    without_autocast(trainer)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if trainer.is_world_process_zero():  # one line under torchrun, not one per process
         print(f"SFT: {steps} steps of {batch_size} in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
