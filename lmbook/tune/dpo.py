@@ -11,13 +11,12 @@ TRL's ``DPOTrainer`` with a peft LoRA adapter (the reference is the model with t
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from lmbook.tune.model import trainer_precision, without_autocast
+from lmbook.tune.model import timed_train, trainer_precision
 
 __all__ = ["dpo_loss", "sequence_logprobs", "implicit_rewards", "to_preference_dataset", "train_dpo",
            "DPOResult"]
@@ -107,11 +106,7 @@ def train_dpo(model, tok, pairs, *, steps: int, batch_size: int, lr: float, beta
                      **{**trainer_precision(), **config})
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=to_preference_dataset(pairs),
                          processing_class=tok, peft_config=lora)
-    t0, c0 = time.perf_counter(), time.process_time()
-    trainer.train()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    without_autocast(trainer)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    seconds, cpu, losses = timed_train(trainer)
     if trainer.is_world_process_zero():  # one line under torchrun, not one per process
         print(f"DPO: {steps} steps of {batch_size} pairs in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
           f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else f"DPO: {steps} steps in {seconds:.0f} s")

@@ -12,7 +12,8 @@ measurement of the "tuned" model would silently run in bfloat16).
 """
 from __future__ import annotations
 
-__all__ = ["load_chat_model", "load_chat_tokenizer", "tiny_llama", "trainer_precision", "without_autocast"]
+__all__ = ["load_chat_model", "load_chat_tokenizer", "tiny_llama", "trainer_precision", "without_autocast",
+           "timed_train"]
 
 
 def load_chat_model(source: str | None = None, *, verbose: bool = True):
@@ -58,3 +59,15 @@ def without_autocast(trainer):
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     trainer.model = model
     return model.eval()
+
+
+def timed_train(trainer) -> tuple[float, float, list[float]]:
+    """Run ``trainer.train()``; return (wall seconds, CPU seconds of this process, the logged
+    training losses), with the model handed back by ``without_autocast``."""
+    import time
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.train()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    without_autocast(trainer)
+    return seconds, cpu, [h["loss"] for h in trainer.state.log_history if "loss" in h]

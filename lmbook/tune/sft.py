@@ -13,12 +13,11 @@ by default, a peft LoRA adapter. Checkpoints are safetensors files.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
 
-from lmbook.tune.model import trainer_precision, without_autocast
+from lmbook.tune.model import timed_train, trainer_precision
 
 __all__ = ["sft_loss", "sft_config", "train_sft", "SFTResult"]
 
@@ -97,11 +96,7 @@ def train_sft(model, tok, examples, *, steps: int, batch_size: int, lr: float, l
     trained = trainer.model
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trained.parameters())
-    t0, c0 = time.perf_counter(), time.process_time()
-    trainer.train()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    without_autocast(trainer)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    seconds, cpu, losses = timed_train(trainer)
     if trainer.is_world_process_zero():  # one line under torchrun, not one per process
         print(f"SFT: {steps} steps of {batch_size} in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
           f"{trainable:,} of {total:,} parameters trained, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
