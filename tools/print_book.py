@@ -30,6 +30,8 @@ PRINT_CSS = """<style>
   .lmbook-print-chapter:first-child { break-before: auto; }
   .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .bd-header-article, .prev-next-footer,
   .bd-footer, .bd-footer-content, .headerlink, #jb-print-docs-body { display: none !important; }
+  /* paper cannot scroll sideways: long code and output lines wrap instead of being cut */
+  pre { white-space: pre-wrap !important; overflow-wrap: anywhere; overflow: visible !important; }
 </style>"""
 
 
