@@ -98,7 +98,10 @@ def train_sft(model, tok, examples, *, steps: int, batch_size: int, lr: float, l
     total = sum(p.numel() for p in trained.parameters())
     seconds, cpu, losses = timed_train(trainer)
     if trainer.is_world_process_zero():  # one line under torchrun, not one per process
-        print(f"SFT: {steps} steps of {batch_size} in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
+        micro, accum, ranks = batch_size, args.gradient_accumulation_steps, args.world_size
+        batch = f"{micro * accum * ranks}" + (f" ({' x '.join(str(n) for n in (micro, accum, ranks) if n > 1)})"
+                                              if accum * ranks > 1 else "")
+        print(f"SFT: {steps} steps of {batch} in {seconds:.0f} s ({cpu:.0f} s of CPU time), "
           f"{trainable:,} of {total:,} parameters trained, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
           if losses else f"SFT: {steps} steps in {seconds:.0f} s")
     return SFTResult(trainer, seconds, cpu, steps, trainable, total, losses, _peak_rss_gib())
