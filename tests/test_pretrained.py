@@ -116,7 +116,8 @@ def test_load_llm_returns_the_packaged_model_as_a_plain_tied_llama(llm):
 def test_cached_model_gives_the_gguf_models_logits(llm):
     _, gguf_model = llm["gguf"]
     tok, model = llm["res"]
-    assert gguf_model.is_quantized  # what transformers' gguf_file= load gives: marked quantised
+    if hasattr(gguf_model, "is_quantized"):  # transformers 5.0-5.5 do not mark a GGUF load at all
+        assert gguf_model.is_quantized          # later ones mark it quantised
     batch = pretrained.encode_chat(tok, [[{"role": "user", "content": "Hi!"}],
                                          [{"role": "user", "content": "Name three colours, please."}]])
     assert (batch["attention_mask"][0] == 0).any()  # the short chat is padded (on the left)
@@ -160,7 +161,7 @@ def test_cache_key_is_the_gguf_files_sha256_from_the_wheel_record():
 
     gguf = pretrained.packaged_llm_file()
     digest = base64.urlsafe_b64encode(hashlib.sha256(gguf.read_bytes()).digest()).decode()
-    assert pretrained._gguf_key(gguf) == "v1-" + digest.replace("-", "").replace("_", "").rstrip("=")[:16]
+    assert pretrained._gguf_key(gguf) == f"v{pretrained._CACHE_FORMAT}-" + digest.replace("-", "").replace("_", "").rstrip("=")[:16]
 
 
 def test_cache_key_without_a_record_follows_size_and_mtime(tmp_path, monkeypatch):
@@ -180,12 +181,14 @@ def test_cache_key_without_a_record_follows_size_and_mtime(tmp_path, monkeypatch
 
 def test_returned_model_saves_reloads_and_may_be_trained(llm, tmp_path):
     import transformers
-    from transformers.trainer_utils import validate_quantization_for_training
+    import transformers.trainer_utils
 
     _, model = llm["res"]
-    validate_quantization_for_training(model)  # the Trainer's check (TRL's too): passes
-    with pytest.raises(ValueError, match="quantized"):
-        validate_quantization_for_training(llm["gguf"][1])  # the GGUF-loaded model fails it
+    validate = getattr(transformers.trainer_utils, "validate_quantization_for_training", None)
+    if validate is not None:  # the Trainer's check (TRL's too), in the transformers that have it
+        validate(model)                       # passes
+        with pytest.raises(ValueError, match="quantized"):
+            validate(llm["gguf"][1])          # the GGUF-loaded model fails it
     model.save_pretrained(tmp_path)
     back = transformers.LlamaForCausalLM.from_pretrained(tmp_path).eval()
     ids = torch.tensor([[1, 9690, 198, 19556, 905]])
