@@ -124,3 +124,13 @@ def test_tune_presets(monkeypatch):
     assert get_tune_preset("cpu").replace(sft_steps=3).sft_steps == 3
     with pytest.raises(ValueError, match="cpu, t4, large"):
         get_tune_preset("tpu")
+
+
+def test_tune_preset_keeps_the_packaged_model_when_asked(monkeypatch):
+    monkeypatch.delenv("LMBOOK_PACKAGED", raising=False)
+    assert get_tune_preset("large").source == "HuggingFaceTB/SmolLM2-360M-Instruct"  # a GPU preset names the hub
+    monkeypatch.setenv("LMBOOK_PACKAGED", "1")
+    large = get_tune_preset("large")
+    assert large.source is None and large.sft_steps == TUNE_PRESETS["large"].sft_steps  # only the model changes
+    assert get_tune_preset(TUNE_PRESETS["large"]).source is None
+    assert get_tune_preset("cpu") is TUNE_PRESETS["cpu"]

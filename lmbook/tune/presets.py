@@ -67,14 +67,15 @@ TUNE_PRESETS: dict[str, TunePreset] = {
 
 def get_tune_preset(name: str | TunePreset | None = None) -> TunePreset:
     """The tuning preset called ``name``, else the one named like the training preset
-    (``$LMBOOK_PRESET`` or the hardware's, see ``lmbook.train.get_preset``)."""
-    if isinstance(name, TunePreset):
-        return name
-    if name is None:
-        from lmbook.train.presets import get_preset
+    (``$LMBOOK_PRESET`` or the hardware's, see ``lmbook.train.get_preset``). With
+    ``$LMBOOK_PACKAGED=1`` its model is the packaged one (``source=None``), as for every loader."""
+    from lmbook.train.presets import get_preset, packaged_only
 
-        name = get_preset().name
-    name = name.strip().lower()
-    if name not in TUNE_PRESETS:
-        raise ValueError(f"unknown tuning preset {name!r}: use one of {', '.join(TUNE_PRESETS)}")
-    return TUNE_PRESETS[name]
+    if isinstance(name, TunePreset):
+        preset = name
+    else:
+        name = (name or get_preset().name).strip().lower()
+        if name not in TUNE_PRESETS:
+            raise ValueError(f"unknown tuning preset {name!r}: use one of {', '.join(TUNE_PRESETS)}")
+        preset = TUNE_PRESETS[name]
+    return preset.replace(source=None) if packaged_only() and preset.source is not None else preset
