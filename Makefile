@@ -49,7 +49,7 @@ browser: html
 # One pytest run for unit tests and notebooks (they share the workers), then the site and the
 # browser suite on it.
 test: install
-	$(PY) -m pytest -n $(JOBS) --dist loadfile --nbval tests chapters -m "not browser"
+	$(PY) -m pytest -n $(JOBS) --dist loadfile --nbval tests chapters -m "not browser" --durations=15
 	$(MAKE) --no-print-directory browser
 
 execute: install

@@ -165,8 +165,9 @@ def test_cached_tokenizer_encodes_like_the_gguf_tokenizer(llm):
     texts = ["The cat sat on the mat because it was tired.", "  two spaces,\ttabs\nand lines\n\n",
              "大型语言模型 émigré naïve", pretrained._TOKENIZER_PROBE]
     for text in texts:
-        ids = cached(text)["input_ids"]
-        assert ids == gguf(text)["input_ids"] and cached.decode(ids) == text
+        assert cached(text)["input_ids"] == gguf(text)["input_ids"]  # bos or not, as the GGUF says
+        ids = cached(text, add_special_tokens=False)["input_ids"]
+        assert ids == gguf(text, add_special_tokens=False)["input_ids"] and cached.decode(ids) == text
     chat = "What is the capital of France? Answer in one sentence."
     assert torch.equal(pretrained.encode_chat(cached, chat)["input_ids"],
                        pretrained.encode_chat(gguf, chat)["input_ids"])
