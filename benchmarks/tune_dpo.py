@@ -5,6 +5,9 @@ rephrased requests, refusals to unrelated questions, sentiment label accuracy (d
 accuracy (implicit reward margin > 0), KL to the reference; time, CPU time, peak memory.
 
     python benchmarks/tune_dpo.py --preset cpu --threads 1
+    python benchmarks/tune_dpo.py --preset cpu --threads 1 --mix 32     # replay: sentiment pairs mixed in
+    python benchmarks/tune_dpo.py --preset cpu --threads 1 --reviews 100 [--mix 32]  # 200 reviews
+    python benchmarks/tune_dpo.py --preset cpu --threads 1 --reviews 100 --mix 32 --sft-weight 1  # + SFT loss
 """
 from __future__ import annotations
 
@@ -21,6 +24,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="DPO steps (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="DPO learning rate (default: the preset's)")
     p.add_argument("--beta", type=float, default=None, help="DPO beta (default: the preset's)")
+    p.add_argument("--mix", type=int, default=0,
+                   help="sentiment pairs from the training split mixed into the DPO pairs (replay)")
+    p.add_argument("--reviews", type=int, default=None,
+                   help="held-out reviews per class for the sentiment drift check (default: the preset's 20)")
+    p.add_argument("--sft-weight", type=float, default=0.0,
+                   help="add the SFT loss of the chosen replies with this weight (TRL loss_type sigmoid + sft)")
     p.add_argument("--out", default="runs/tune_dpo")
     args = p.parse_args()
 
@@ -34,7 +43,11 @@ def main() -> None:
     pre = pre.replace(dpo_lr=args.lr or pre.dpo_lr, dpo_beta=args.beta or pre.dpo_beta)
     print(f"preset {pre.name}: {pre.to_dict()}", flush=True)
     t, c = time.perf_counter(), time.process_time()
-    res = run_dpo(pre, steps=args.steps, out=args.out, progress=False)
+    res = run_dpo(pre, steps=args.steps, out=args.out, progress=False, mix=args.mix,
+                  sentiment_per_class=args.reviews,
+                  **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, args.sft_weight]} if args.sft_weight else {}))
+    print(f"{res['pairs']} secret pairs + {res['mixed_in']} sentiment pairs mixed in; SFT loss weight "
+          f"{args.sft_weight}")
     print(f"DPO losses {res['losses']}; {res['seconds']:.0f} s wall, {res['cpu_seconds']:.0f} s CPU for "
           f"{res['steps']} steps ({res['cpu_seconds'] / res['steps']:.1f} s CPU/step)")
     for k in ("before", "after"):

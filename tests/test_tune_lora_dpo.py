@@ -134,3 +134,44 @@ def test_tune_preset_keeps_the_packaged_model_when_asked(monkeypatch):
     assert large.source is None and large.sft_steps == TUNE_PRESETS["large"].sft_steps  # only the model changes
     assert get_tune_preset(TUNE_PRESETS["large"]).source is None
     assert get_tune_preset("cpu") is TUNE_PRESETS["cpu"]
+
+
+def test_sentiment_pairs_prefer_the_label_and_come_from_the_training_split():
+    from lmbook.data import load_rotten_tomatoes
+    from lmbook.tune.tasks import sentiment_pairs, sentiment_task
+
+    pairs = sentiment_pairs(20, seed=0)
+    ds = load_rotten_tomatoes(0, verbose=False)
+    label_of = dict(zip(ds["train"]["text"], ds["train"]["label"]))
+    names = ["negative", "positive"]
+    assert [p.chosen for p in pairs].count("positive") == 10
+    for p in pairs:  # chosen is the snippet's own label, rejected the other one
+        assert p.chosen == names[label_of[p.prompt[1]["content"]]] and {p.chosen, p.rejected} == set(names)
+    held = {e.prompt[1]["content"] for e in sentiment_task(20, seed=0).eval}
+    assert not held & {p.prompt[1]["content"] for p in pairs}
+    with pytest.raises(ValueError, match="even number"):
+        sentiment_pairs(3)
+
+
+def test_run_dpo_mixes_the_sentiment_pairs_into_its_training_pairs(monkeypatch, chat_tok):
+    import lmbook.tune.dpo as dpo
+    from lmbook.tune.recipes import run_dpo
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, tok, pairs, **kw):
+        seen.append(pairs)
+        raise Stop
+
+    monkeypatch.setattr(dpo, "train_dpo", capture)
+    pre = get_tune_preset("cpu").replace(dpo_pairs=8)
+    for mix in (0, 4):
+        with pytest.raises(Stop):
+            run_dpo(pre, evaluate=False, model=tiny_llama(64), tok=chat_tok, mix=mix)
+    plain, mixed = seen
+    assert plain == secret_pairs(8, seed=0)  # without mixing: the secret pairs, in order
+    assert len(mixed) == 12 and all(p in mixed for p in plain) and mixed[:8] != plain  # shuffled in
+    assert sorted(p.chosen for p in mixed if not p.secret) == ["negative", "negative", "positive", "positive"]

@@ -74,29 +74,40 @@ def run_sft(preset=None, *, steps: int | None = None, lora: bool = True, out: st
 
 
 def run_dpo(preset=None, *, steps: int | None = None, out: str = "runs/tune-dpo", evaluate: bool = True,
-            progress: bool = True, model=None, tok=None, max_new_tokens: int = 24) -> dict:
+            progress: bool = True, model=None, tok=None, max_new_tokens: int = 24, mix: int = 0,
+            sentiment_per_class: int | None = None, **dpo_config) -> dict:
     """Preference-tune with LoRA on ``secret_pairs`` (chosen: a refusal; rejected: the secret).
     Measured on held-out prompts (other secrets): the leak rate of greedy replies before and after,
     the same for rephrased requests, preference accuracy (implicit reward margin > 0), the KL of the
     tuned model to the reference on its own replies, the refusal rate on unrelated questions, and the
-    sentiment task's label accuracy (it must not get worse)."""
+    sentiment task's label accuracy (it must not get worse). ``mix``: that many sentiment pairs from
+    the training split (``sentiment_pairs``) shuffled in among the training pairs;
+    ``sentiment_per_class``: held-out reviews per class for the drift check (default: half of the
+    preset's ``dpo_eval_prompts``); other keywords go to TRL's ``DPOConfig`` (e.g.
+    ``loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0]`` adds the chosen replies' SFT loss)."""
+    import random
+
     from lmbook.tune.dpo import implicit_rewards, train_dpo
     from lmbook.tune.evaluate import greedy_replies, label_accuracy
     from lmbook.tune.lora import lora_config
     from lmbook.tune.model import load_chat_model
     from lmbook.tune.presets import get_tune_preset
-    from lmbook.tune.tasks import REPHRASED_QUESTIONS, secret_pairs, sentiment_task, unrelated_prompts
+    from lmbook.tune.tasks import (REPHRASED_QUESTIONS, secret_pairs, sentiment_pairs, sentiment_task,
+                                   unrelated_prompts)
 
     pre = get_tune_preset(preset)
     if model is None:
         tok, model = load_chat_model(pre.source, verbose=_is_main())
     n, m = pre.dpo_pairs, pre.dpo_eval_prompts
     train, held = secret_pairs(n, seed=pre.seed), secret_pairs(m, seed=pre.seed, offset=n)
+    if mix:
+        train = train + sentiment_pairs(mix, seed=pre.seed)
+        random.Random(pre.seed).shuffle(train)
     rephrased = secret_pairs(m, questions=REPHRASED_QUESTIONS, seed=pre.seed, offset=n + m)
     other = unrelated_prompts(m, seed=pre.seed, offset=n + 2 * m)
-    sentiment = sentiment_task(m // 2, seed=pre.seed)
+    sentiment = sentiment_task(sentiment_per_class or m // 2, seed=pre.seed)
     measure = evaluate and _is_main()
-    res = {"preset": pre.name, "pairs": n, "held_out": m}
+    res = {"preset": pre.name, "pairs": n, "mixed_in": mix, "held_out": m}
     gen = lambda mod, ps: greedy_replies(mod, tok, [p.prompt for p in ps], max_new_tokens=max_new_tokens,  # noqa: E731
                                          progress=progress)
 
@@ -116,7 +127,8 @@ def run_dpo(preset=None, *, steps: int | None = None, out: str = "runs/tune-dpo"
         score("before", model)
     cfg = lora_config(pre.lora_r, pre.lora_alpha, pre.lora_targets, pre.lora_dropout)
     fit = train_dpo(model, tok, train, steps=steps or pre.dpo_steps, batch_size=pre.dpo_batch_size,
-                    lr=pre.dpo_lr, beta=pre.dpo_beta, lora=cfg, output_dir=out, seed=pre.seed, progress=progress)
+                    lr=pre.dpo_lr, beta=pre.dpo_beta, lora=cfg, output_dir=out, seed=pre.seed, progress=progress,
+                    **dpo_config)
     tuned = fit.trainer.model
     res.update(steps=fit.steps, seconds=fit.seconds, cpu_seconds=fit.cpu_seconds, losses=fit.losses)
     if measure:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = ["ChatExample", "ChatTask", "spam_task", "SPAM_INSTRUCTION", "sentiment_task", "SENTIMENT_INSTRUCTION", "PreferencePair",
-           "secret_pairs", "SECRET_SYSTEM", "SECRET_QUESTIONS", "REPHRASED_QUESTIONS",
+           "secret_pairs", "sentiment_pairs", "SECRET_SYSTEM", "SECRET_QUESTIONS", "REPHRASED_QUESTIONS",
            "reveals_secret", "unrelated_prompts", "to_prompt_completion", "few_shot"]
 
 SPAM_INSTRUCTION = "Is this SMS message spam or ham? Answer with one word: spam or ham."
@@ -160,7 +160,7 @@ class PreferencePair:
     prompt: list[dict]
     chosen: str
     rejected: str
-    secret: str
+    secret: str = ""     # the secret the prompt holds (secret_pairs); empty for other pairs
 
 
 def reveals_secret(text: str, secret: str) -> bool:
@@ -194,6 +194,23 @@ def secret_pairs(n: int, *, questions: list[str] = SECRET_QUESTIONS, seed: int =
         assert not reveals_secret(pair.chosen, secret) and reveals_secret(pair.rejected, secret)
         pairs.append(pair)
     return pairs
+
+
+def sentiment_pairs(n: int, *, instruction: str = SENTIMENT_INSTRUCTION, seed: int = 0) -> list[PreferencePair]:
+    """``n`` preference pairs (n/2 per class) from the Rotten Tomatoes *training* split, disjoint
+    from ``sentiment_task``'s held-out snippets (the test split): chosen = the snippet's label,
+    rejected = the other label. Mixed into DPO's pairs they keep training a task that must not get
+    worse (replay), as InstructGPT mixed pretraining data into its RLHF updates."""
+    from lmbook.data import load_rotten_tomatoes
+
+    if n < 2 or n % 2:
+        raise ValueError(f"n = {n}: ask for an even number of pairs (half positive, half negative), at least 2")
+    ds = load_rotten_tomatoes(seed, verbose=False)
+    labels = ["negative", "positive"]
+    rows = _balanced(list(zip(ds["train"]["text"], ds["train"]["label"])), n // 2, random.Random(seed),
+                     "the training split")
+    return [PreferencePair([{"role": "system", "content": instruction}, {"role": "user", "content": t}],
+                           labels[y], labels[1 - y]) for t, y in rows]
 
 
 def unrelated_prompts(n: int, *, seed: int = 0, offset: int = 0) -> list[PreferencePair]:
