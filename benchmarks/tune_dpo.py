@@ -43,9 +43,9 @@ def main() -> None:
     pre = pre.replace(dpo_lr=args.lr or pre.dpo_lr, dpo_beta=args.beta or pre.dpo_beta)
     print(f"preset {pre.name}: {pre.to_dict()}", flush=True)
     t, c = time.perf_counter(), time.process_time()
+    sft = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, args.sft_weight]} if args.sft_weight else {}
     res = run_dpo(pre, steps=args.steps, out=args.out, progress=False, mix=args.mix,
-                  sentiment_per_class=args.reviews,
-                  **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, args.sft_weight]} if args.sft_weight else {}))
+                  sentiment_per_class=args.reviews, **sft)
     print(f"{res['pairs']} secret pairs + {res['mixed_in']} sentiment pairs mixed in; SFT loss weight "
           f"{args.sft_weight}")
     print(f"DPO losses {res['losses']}; {res['seconds']:.0f} s wall, {res['cpu_seconds']:.0f} s CPU for "

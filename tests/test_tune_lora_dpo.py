@@ -175,3 +175,14 @@ def test_run_dpo_mixes_the_sentiment_pairs_into_its_training_pairs(monkeypatch, 
     assert plain == secret_pairs(8, seed=0)  # without mixing: the secret pairs, in order
     assert len(mixed) == 12 and all(p in mixed for p in plain) and mixed[:8] != plain  # shuffled in
     assert sorted(p.chosen for p in mixed if not p.secret) == ["negative", "negative", "positive", "positive"]
+
+
+def test_sentiment_task_draws_training_examples_apart_from_the_held_out_ones():
+    from lmbook.tune.tasks import sentiment_task
+
+    task = sentiment_task(10, n_train=16, seed=0)
+    assert len(task.eval) == 20 and len(task.train) == 16
+    assert sorted(e.label for e in task.train) == [0] * 8 + [1] * 8
+    assert all(e.answer == task.labels[e.label] for e in task.train + task.eval)
+    assert not {e.prompt[1]["content"] for e in task.train} & {e.prompt[1]["content"] for e in task.eval}
+    assert task.eval == sentiment_task(10, seed=0).eval  # asking for training examples leaves eval as it was

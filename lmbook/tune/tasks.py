@@ -94,19 +94,25 @@ def spam_task(n_train: int = 256, n_eval: int = 100, *, tokenizer=None, max_mess
 SENTIMENT_INSTRUCTION = "Is this movie review positive or negative? Answer with one word: positive or negative."
 
 
-def sentiment_task(n_eval: int = 50, *, instruction: str = SENTIMENT_INSTRUCTION, seed: int = 0) -> ChatTask:
+def sentiment_task(n_eval: int = 50, *, n_train: int = 0, instruction: str = SENTIMENT_INSTRUCTION,
+                   seed: int = 0) -> ChatTask:
     """Rotten Tomatoes snippets (``lmbook.data.load_rotten_tomatoes``), answer "positive" or
-    "negative": ``n_eval`` held-out examples per class from the test split, no training set. A task
-    the packaged model already does better than chance, to check that tuning elsewhere does not
-    break it."""
+    "negative": ``n_eval`` held-out examples per class from the test split and ``n_train`` in all
+    (half per class) from the training split. A task the packaged model already does better than
+    chance, to check that tuning elsewhere does not break it."""
     from lmbook.data import dataset_source, load_rotten_tomatoes
 
     ds = load_rotten_tomatoes(seed, verbose=False)
     labels = ["negative", "positive"]
-    held = _balanced(list(zip(ds["test"]["text"], ds["test"]["label"])), n_eval, random.Random(seed), "the test split")
-    examples = [ChatExample([{"role": "system", "content": instruction}, {"role": "user", "content": t}],
-                            labels[y], y) for t, y in held]
-    return ChatTask("rotten-tomatoes", labels, [], examples, dataset_source(ds["test"]), {"instruction": instruction})
+
+    def examples(split, n_per_class):  # each split draws with its own generator
+        rows = _balanced(list(zip(ds[split]["text"], ds[split]["label"])), n_per_class, random.Random(seed),
+                         f"the {split} split") if n_per_class else []
+        return [ChatExample([{"role": "system", "content": instruction}, {"role": "user", "content": t}],
+                            labels[y], y) for t, y in rows]
+
+    return ChatTask("rotten-tomatoes", labels, examples("train", n_train // 2), examples("test", n_eval),
+                    dataset_source(ds["test"]), {"instruction": instruction})
 
 
 def few_shot(task: ChatTask, k: int = 2, *, seed: int = 0) -> list[ChatExample]:
@@ -197,20 +203,14 @@ def secret_pairs(n: int, *, questions: list[str] = SECRET_QUESTIONS, seed: int =
 
 
 def sentiment_pairs(n: int, *, instruction: str = SENTIMENT_INSTRUCTION, seed: int = 0) -> list[PreferencePair]:
-    """``n`` preference pairs (n/2 per class) from the Rotten Tomatoes *training* split, disjoint
-    from ``sentiment_task``'s held-out snippets (the test split): chosen = the snippet's label,
-    rejected = the other label. Mixed into DPO's pairs they keep training a task that must not get
-    worse (replay), as InstructGPT mixed pretraining data into its RLHF updates."""
-    from lmbook.data import load_rotten_tomatoes
-
+    """``n`` preference pairs (n/2 per class): ``sentiment_task``'s training examples, disjoint from
+    its held-out snippets (the test split); chosen = the snippet's label, rejected = the other label.
+    Mixed into DPO's pairs they keep training a task that must not get worse (replay), as InstructGPT
+    mixed pretraining data into its RLHF updates."""
     if n < 2 or n % 2:
         raise ValueError(f"n = {n}: ask for an even number of pairs (half positive, half negative), at least 2")
-    ds = load_rotten_tomatoes(seed, verbose=False)
-    labels = ["negative", "positive"]
-    rows = _balanced(list(zip(ds["train"]["text"], ds["train"]["label"])), n // 2, random.Random(seed),
-                     "the training split")
-    return [PreferencePair([{"role": "system", "content": instruction}, {"role": "user", "content": t}],
-                           labels[y], labels[1 - y]) for t, y in rows]
+    task = sentiment_task(0, n_train=n, instruction=instruction, seed=seed)
+    return [PreferencePair(e.prompt, e.answer, task.labels[1 - e.label]) for e in task.train]
 
 
 def unrelated_prompts(n: int, *, seed: int = 0, offset: int = 0) -> list[PreferencePair]:
